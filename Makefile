@@ -1,0 +1,52 @@
+# rewardpool build and test entry points. `make test` is what CI runs.
+
+GO        ?= go
+FUZZTIME  ?= 4s
+BENCHTIME ?= 1s
+COUNT     ?= 5
+
+# Every fuzz target as package:Target; `make test` gives each a short run.
+FUZZ_TARGETS = \
+	./wal:FuzzDecodeBinary \
+	./wal:FuzzDecodeText \
+	./wal:FuzzDecodeJSONL \
+	./wal:FuzzSegmentHeader \
+	./snapshot:FuzzDecode \
+	./pool:FuzzParseWeight
+
+.PHONY: all build test vet race alloc fuzz bench clean
+
+all: build test
+
+build:
+	$(GO) build ./...
+
+## test: format check, vet, race-enabled tests, the allocation check, a short fuzz pass
+test: vet race alloc fuzz
+
+vet:
+	@fmt_out=$$(gofmt -l .); if [ -n "$$fmt_out" ]; then echo "gofmt needed:"; echo "$$fmt_out"; exit 1; fi
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The race detector makes sync.Pool drop items on purpose, so the
+# zero-allocation check runs in its own pass without -race.
+alloc:
+	$(GO) test -count=1 -run 'DoesNotAllocate' ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+## bench: every benchmark, $(COUNT) runs each; compare runs with benchstat
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) ./... | tee bench.txt
+
+clean:
+	rm -f bench.txt
+	rm -rf data

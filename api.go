@@ -1,0 +1,188 @@
+package rewardpool
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+// DrawRequest asks for Count draws (0 means 1), optionally under an
+// idempotency key: a retry with the same key gets the first answer again.
+type DrawRequest struct {
+	Count          int
+	IdempotencyKey string
+}
+
+// DrawResult is the outcome of one draw. Every draw takes a request id,
+// including one that found the pool empty (Err == ErrPoolEmpty, ItemID "").
+type DrawResult struct {
+	RequestID uint64
+	ItemID    string
+	Err       error
+}
+
+// State is a consistent, committed view of the pool.
+type State struct {
+	Seq           uint64 // last log record applied
+	Epoch         uint64
+	LastRequestID uint64
+	Items         []Item // live items in catalog order, with remaining quantities
+}
+
+// opKind says what a call asks the writer to do.
+type opKind uint8
+
+const (
+	opDraw opKind = iota
+	opAdmin
+	opState
+	opFunc // run fn on the writer between batches
+)
+
+// call is one request travelling through the mailbox. Calls are pooled;
+// the writer fills the answer fields and signals done.
+type call struct {
+	op      opKind
+	count   int
+	key     string
+	admin   adminOp
+	results []DrawResult
+	state   State
+	fn      func()
+	err     error
+	done    chan struct{}
+}
+
+// Draw performs req.Count draws and returns their results once they are
+// durable (per the durability mode). Draws that found the pool empty have
+// Err == ErrPoolEmpty; the returned error is for the request as a whole
+// (invalid request, closed engine, failed log, cancelled context).
+func (e *Engine) Draw(ctx context.Context, req DrawRequest) ([]DrawResult, error) {
+	return e.DrawInto(ctx, nil, req)
+}
+
+// DrawInto is Draw appending the results to dst, so a caller that reuses
+// dst draws without allocating.
+func (e *Engine) DrawInto(ctx context.Context, dst []DrawResult, req DrawRequest) ([]DrawResult, error) {
+	n := req.Count
+	if n == 0 {
+		n = 1
+	}
+	if n < 0 || n > e.opts.MaxDrawCount {
+		return dst, fmt.Errorf("%w: count %d is outside 1..%d", ErrInvalidRequest, req.Count, e.opts.MaxDrawCount)
+	}
+	if len(req.IdempotencyKey) > maxKeyLen {
+		return dst, fmt.Errorf("%w: idempotency_key is %d bytes, at most %d", ErrInvalidRequest, len(req.IdempotencyKey), maxKeyLen)
+	}
+	c := e.calls.Get().(*call)
+	c.op, c.count, c.key = opDraw, n, req.IdempotencyKey
+	// Grow here, on the caller's goroutine, so the writer never allocates.
+	c.results = slices.Grow(dst, n)
+	if err := e.submit(ctx, c); err != nil {
+		e.release(c)
+		return dst, err
+	}
+	res, err := c.results, c.err
+	e.release(c)
+	if err != nil {
+		return dst, err
+	}
+	return res, nil
+}
+
+// State returns the committed state of the pool.
+func (e *Engine) State(ctx context.Context) (State, error) {
+	c := e.calls.Get().(*call)
+	c.op = opState
+	if err := e.submit(ctx, c); err != nil {
+		e.release(c)
+		return State{}, err
+	}
+	st := c.state
+	e.release(c)
+	return st, nil
+}
+
+// adminOp is one catalog change.
+type adminOp struct {
+	kind   wal.Kind // KindAdd, KindSet or KindRemove
+	item   Item
+	upsert bool // KindSet: add the item if it does not exist
+}
+
+// AddItem adds an item that is not in the catalog (ErrDuplicateItem if it is).
+func (e *Engine) AddItem(ctx context.Context, it Item) error {
+	return e.admin(ctx, adminOp{kind: wal.KindAdd, item: it})
+}
+
+// SetItem sets the remaining quantity and the weight of an existing item
+// (ErrUnknownItem if there is none). Restocking is a SetItem.
+func (e *Engine) SetItem(ctx context.Context, it Item) error {
+	return e.admin(ctx, adminOp{kind: wal.KindSet, item: it})
+}
+
+// PutItem sets an item, adding it if it does not exist.
+func (e *Engine) PutItem(ctx context.Context, it Item) error {
+	return e.admin(ctx, adminOp{kind: wal.KindSet, item: it, upsert: true})
+}
+
+// RemoveItem removes an item from the catalog (ErrUnknownItem if absent).
+func (e *Engine) RemoveItem(ctx context.Context, id string) error {
+	return e.admin(ctx, adminOp{kind: wal.KindRemove, item: Item{ID: id}})
+}
+
+func (e *Engine) admin(ctx context.Context, op adminOp) error {
+	c := e.calls.Get().(*call)
+	c.op, c.admin = opAdmin, op
+	err := e.submit(ctx, c)
+	if err == nil {
+		err = c.err
+	}
+	e.release(c)
+	return err
+}
+
+// submit hands c to the writer and waits for its answer. Once c is in the
+// mailbox it will be answered promptly (a batch takes one fsync), so the
+// wait ignores ctx: returning early would abandon an outcome the writer is
+// about to make durable.
+func (e *Engine) submit(ctx context.Context, c *call) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.sendMu.RLock()
+	if e.closed {
+		e.sendMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case e.mailbox <- c:
+	default:
+		select {
+		case e.mailbox <- c:
+		case <-ctx.Done():
+			e.sendMu.RUnlock()
+			return ctx.Err()
+		}
+	}
+	e.sendMu.RUnlock()
+	<-c.done
+	return nil
+}
+
+func (e *Engine) release(c *call) {
+	*c = call{done: c.done}
+	e.calls.Put(c)
+}
+
+// onWriter runs fn on the writer goroutine after the current batch, where it
+// may read the writer's state. Tests and tools use it.
+func (e *Engine) onWriter(ctx context.Context, fn func()) error {
+	c := e.calls.Get().(*call)
+	c.op, c.fn = opFunc, fn
+	err := e.submit(ctx, c)
+	e.release(c)
+	return err
+}

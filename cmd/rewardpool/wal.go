@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/rewardpool/rewardpool/snapshot"
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+func formatWeight(units uint64) string { return wal.FormatWeight(units) }
+
+// lockPool takes the pool directory's lock, so the log tools never run
+// beside an engine that is writing the same log.
+func lockPool(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s is in use by a running engine; stop it first", dir)
+	}
+	return func() { f.Close() }, nil
+}
+
+func runWAL(args []string, stdout io.Writer) error {
+	if len(args) == 0 || (args[0] != "dump" && args[0] != "verify" && args[0] != "repair") {
+		return fmt.Errorf("want a subcommand: dump, verify or repair")
+	}
+	op := args[0]
+	var pf poolFlags
+	fs := newFlagSet("wal "+op, "", &pf)
+	from := fs.Uint64("from", 0, "dump: first seq to print (default: the oldest on disk)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	dir := pf.dir()
+	if _, err := os.Stat(filepath.Join(dir, "wal")); err != nil {
+		return fmt.Errorf("no log for pool %q in %s: %w", pf.pool, pf.dataDir, err)
+	}
+	unlock, err := lockPool(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	opts := wal.Options{Logger: pf.logger()}
+	if op == "repair" {
+		rep, err := wal.Repair(filepath.Join(dir, "wal"), opts)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, rep)
+	}
+	l, err := wal.Open(filepath.Join(dir, "wal"), opts)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	// The binary codec logs draws by catalog slot. A slot's id never
+	// changes, so the ids come from the newest snapshot and the ADD records.
+	ids := map[int32]string{}
+	if st, _, err := snapshot.LoadNewest(filepath.Join(dir, "snapshots"), nil); err == nil && st != nil {
+		for i, s := range st.Slots {
+			ids[int32(i)] = s.ID
+		}
+	}
+	start := l.FirstSeq()
+	if *from > start {
+		start = *from
+	}
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	n := 0
+	if l.LastSeq() >= start && start > 0 {
+		err = l.Scan(start, func(r *wal.Record) error {
+			n++
+			if r.Kind == wal.KindAdd && r.Item >= 0 {
+				ids[r.Item] = r.ItemID
+			}
+			if r.ItemID == "" && r.Item >= 0 {
+				r.ItemID = ids[r.Item]
+			}
+			if op == "dump" {
+				_, err := fmt.Fprintln(out, r.String())
+				return err
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		var ce *wal.CorruptError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("%w\nrepair with: rewardpool wal repair --data-dir %s --pool %s", err, pf.dataDir, pf.pool)
+		}
+		return err
+	}
+	if op == "verify" {
+		return printJSON(stdout, map[string]any{
+			"ok": true, "records": n, "first_seq": l.FirstSeq(), "last_seq": l.LastSeq(),
+			"segments": len(l.Segments()),
+		})
+	}
+	return nil
+}
+
+func runSnapshot(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "inspect" {
+		return fmt.Errorf("want a subcommand: inspect")
+	}
+	var pf poolFlags
+	fs := newFlagSet("snapshot inspect", "[--file F]", &pf)
+	file := fs.String("file", "", "snapshot file (default: the pool's newest)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	path := *file
+	if path == "" {
+		infos, err := snapshot.List(filepath.Join(pf.dir(), "snapshots"))
+		if err != nil {
+			return err
+		}
+		if len(infos) == 0 {
+			return fmt.Errorf("pool %q in %s has no snapshot", pf.pool, pf.dataDir)
+		}
+		path = filepath.Join(pf.dir(), "snapshots", infos[len(infos)-1].Name)
+	}
+	st, err := snapshot.Read(path)
+	if err != nil {
+		return err
+	}
+	type slotJSON struct {
+		itemJSON
+		Removed bool `json:"removed,omitempty"`
+	}
+	slots := make([]slotJSON, len(st.Slots))
+	for i, s := range st.Slots {
+		slots[i] = slotJSON{itemJSON{s.ID, s.Quantity, []byte(formatWeight(s.Weight))}, s.Removed}
+	}
+	return printJSON(stdout, map[string]any{
+		"file": filepath.Base(path), "seq": st.Seq, "epoch": st.Epoch,
+		"last_request_id": st.LastRequestID, "slots": slots, "idempotency_keys": len(st.Keys),
+	})
+}

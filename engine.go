@@ -1,0 +1,404 @@
+package rewardpool
+
+import (
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rewardpool/rewardpool/pool"
+	"github.com/rewardpool/rewardpool/snapshot"
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+// Engine is one reward pool: its catalog, its write-ahead log and the
+// single writer goroutine that owns both. All methods are safe for
+// concurrent use; they talk to the writer through a bounded mailbox.
+type Engine struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	lock *os.File
+
+	// sendMu orders sends against Close: senders hold it shared while they
+	// put a call in the mailbox, Close takes it exclusively to close the
+	// mailbox, so no call is ever sent to a closed or abandoned mailbox.
+	sendMu  sync.RWMutex
+	closed  bool
+	mailbox chan *call
+	stopped chan struct{} // closed when the writer has exited
+	stopErr error         // set by the writer before stopped closes
+
+	calls sync.Pool // *call, reused so a draw costs no allocation
+
+	stats engineStats
+
+	// Everything below is owned by the writer goroutine (and by Open before
+	// the writer starts). No locks: one goroutine touches it.
+	w writerState
+}
+
+// writerState is the state only the writer goroutine touches.
+type writerState struct {
+	wal   *wal.Log
+	cat   *pool.Catalog
+	rng   *rand.Rand
+	seq   uint64 // last record written
+	epoch uint64
+	reqID uint64 // last request id handed out
+
+	idem idempotency
+
+	failed error // first WAL failure; poisons every later write
+
+	// Per-batch scratch, reused across batches.
+	batch     []*call
+	recs      []wal.Record
+	adminUndo []adminUndo
+
+	// Durability bookkeeping.
+	unsynced  bool // records written but not yet fsynced (interval, none)
+	syncTimer *time.Timer
+	timerOn   bool
+
+	// Snapshot bookkeeping.
+	sinceSnap   uint64 // records since the last snapshot was started
+	lastSnapSeq uint64
+	snapRunning bool
+	snapDone    chan snapResult
+}
+
+// Open opens the pool stored in dir, creating it from opts.Items if dir
+// holds no state, and recovers it: the newest valid snapshot, then every log
+// record after it. It returns once the engine is ready to draw.
+func Open(dir string, opts Options) (*Engine, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{dir, filepath.Join(dir, walDir), filepath.Join(dir, snapDir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("rewardpool: create %s: %w", d, err)
+		}
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		dir:     dir,
+		opts:    opts,
+		log:     opts.Logger,
+		lock:    lock,
+		mailbox: make(chan *call, opts.MailboxSize),
+		stopped: make(chan struct{}),
+	}
+	e.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
+	if err := e.recover(); err != nil {
+		if e.w.wal != nil {
+			e.w.wal.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	e.w.snapDone = make(chan snapResult, 1)
+	e.w.syncTimer = time.NewTimer(time.Hour)
+	e.w.syncTimer.Stop()
+	go e.run()
+	return e, nil
+}
+
+const (
+	walDir   = "wal"
+	snapDir  = "snapshots"
+	lockFile = "LOCK"
+)
+
+// lockDir takes an exclusive flock on dir/LOCK. The kernel drops it when the
+// process dies, so a crashed engine never leaves the directory locked.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("rewardpool: open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("rewardpool: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// recover rebuilds the writer state from the newest valid snapshot and the
+// log records after it.
+func (e *Engine) recover() error {
+	start := time.Now()
+	w := &e.w
+	w.rng = newRand(e.opts.Seed)
+	w.epoch = 1
+
+	st, info, err := snapshot.LoadNewest(filepath.Join(e.dir, snapDir), e.log)
+	if err != nil {
+		return err
+	}
+	w.wal, err = wal.Open(filepath.Join(e.dir, walDir), e.opts.walOptions())
+	if err != nil {
+		return fmt.Errorf("rewardpool: open log: %w", err)
+	}
+	if st != nil {
+		w.cat, err = pool.FromSlots(st.Slots)
+		if err != nil {
+			return fmt.Errorf("%w: snapshot %s: %w", ErrRecovery, info.Name, err)
+		}
+		w.seq, w.epoch, w.reqID = st.Seq, max(st.Epoch, 1), st.LastRequestID
+		w.lastSnapSeq = st.Seq
+		for _, k := range st.Keys {
+			w.idem.insert(k.Key, k.Draws)
+		}
+		if last := w.wal.LastSeq(); last < st.Seq {
+			return fmt.Errorf("%w: snapshot %s covers seq %d but the log ends at %d", ErrRecovery, info.Name, st.Seq, last)
+		}
+	} else {
+		w.cat, _ = pool.New(nil)
+	}
+
+	replayed := 0
+	var pending pendingKey
+	if w.wal.LastSeq() > w.seq {
+		err = w.wal.Scan(w.seq+1, func(r *wal.Record) error {
+			replayed++
+			return w.replay(r, &pending)
+		})
+		if err != nil {
+			return fmt.Errorf("rewardpool: replay log: %w", err)
+		}
+	}
+	if pending.key != "" {
+		// The log ends inside a keyed request. The WAL keeps batches atomic,
+		// so this means the log itself is inconsistent.
+		return fmt.Errorf("%w: log ends inside the draws of idempotency key %q", ErrRecovery, pending.key)
+	}
+	w.idem.evict(e.opts.IdempotencyWindow)
+
+	fresh := st == nil && w.wal.LastSeq() == 0
+	if fresh && len(e.opts.Items) > 0 {
+		if err := e.seed(); err != nil {
+			return err
+		}
+	}
+	e.log.Info("rewardpool: recovered",
+		"dir", e.dir, "snapshot", info.Name, "snapshot_seq", info.Seq,
+		"records_replayed", replayed, "last_seq", w.seq, "last_request_id", w.reqID,
+		"items", len(w.cat.Items()), "fresh", fresh, "took", time.Since(start))
+	return nil
+}
+
+// seed writes the initial catalog as ADD records, so the log alone can
+// rebuild the pool from nothing (a replica can start from seq 1).
+func (e *Engine) seed() error {
+	w := &e.w
+	w.recs = w.recs[:0]
+	for _, it := range e.opts.Items {
+		slot, err := w.cat.Add(it)
+		if err != nil {
+			return fmt.Errorf("%w: Items: %w", ErrBadOptions, err)
+		}
+		w.seq++
+		w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindAdd,
+			Item: slot, ItemID: it.ID, Quantity: it.Quantity, Weight: it.Weight})
+	}
+	w.recs[len(w.recs)-1].Commit = true
+	if err := w.wal.Append(w.recs); err != nil {
+		return fmt.Errorf("%w: seed catalog: %w", ErrWAL, err)
+	}
+	if err := w.wal.Sync(); err != nil {
+		return fmt.Errorf("%w: seed catalog: %w", ErrWAL, err)
+	}
+	return nil
+}
+
+// pendingKey tracks, during replay, the idempotency key whose draws are
+// being read.
+type pendingKey struct {
+	key   string
+	count uint32
+	draws []snapshot.Draw
+}
+
+// replay applies one record read from the log. The log records outcomes, so
+// replay never draws a random number: it redoes exactly what was decided.
+// Any record the state cannot take means the log and the snapshot disagree,
+// and recovery stops rather than guess.
+func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: record seq %d (%s): %s", ErrRecovery, r.Seq, r.String(), fmt.Sprintf(format, args...))
+	}
+	if r.Seq != w.seq+1 {
+		return bad("expected seq %d", w.seq+1)
+	}
+	if r.Epoch < w.epoch {
+		return bad("epoch %d is older than %d", r.Epoch, w.epoch)
+	}
+	w.seq, w.epoch = r.Seq, r.Epoch
+	if pk.key != "" && r.Kind != wal.KindDraw && r.Kind != wal.KindDrawFailed {
+		return bad("idempotency key %q expects %d more draws", pk.key, pk.count)
+	}
+	switch r.Kind {
+	case wal.KindDraw, wal.KindDrawFailed:
+		if r.RequestID <= w.reqID {
+			return bad("request id not above %d", w.reqID)
+		}
+		w.reqID = r.RequestID
+		slot := int32(-1)
+		if r.Kind == wal.KindDraw {
+			var err error
+			if slot, err = w.resolve(r); err != nil {
+				return bad("%v", err)
+			}
+			if !w.cat.Available(slot) {
+				return bad("item has no stock left")
+			}
+			w.cat.Take(slot)
+		} else if w.cat.Total() != 0 {
+			return bad("pool was not empty")
+		}
+		if pk.key != "" {
+			pk.draws = append(pk.draws, snapshot.Draw{RequestID: r.RequestID, Slot: slot})
+			if pk.count--; pk.count == 0 {
+				w.idem.insert(pk.key, pk.draws)
+				*pk = pendingKey{}
+			}
+		}
+	case wal.KindKey:
+		if r.Count == 0 {
+			return bad("key with no draws")
+		}
+		*pk = pendingKey{key: r.Key, count: r.Count, draws: make([]snapshot.Draw, 0, r.Count)}
+	case wal.KindAdd:
+		slot, err := w.cat.Add(pool.Item{ID: r.ItemID, Quantity: r.Quantity, Weight: r.Weight})
+		if err != nil {
+			return bad("%v", err)
+		}
+		if r.Item >= 0 && r.Item != slot {
+			return bad("added at slot %d, log says %d", slot, r.Item)
+		}
+	case wal.KindSet:
+		slot, err := w.resolve(r)
+		if err == nil {
+			err = w.cat.Set(slot, r.Quantity, r.Weight)
+		}
+		if err != nil {
+			return bad("%v", err)
+		}
+	case wal.KindRemove:
+		slot, err := w.resolve(r)
+		if err == nil {
+			err = w.cat.Remove(slot)
+		}
+		if err != nil {
+			return bad("%v", err)
+		}
+	case wal.KindEpoch:
+	default:
+		return bad("unknown record kind %d", r.Kind)
+	}
+	return nil
+}
+
+// resolve finds the live catalog slot a record names, by slot (binary
+// codec) or by item id (text codecs), checking both when both are present.
+func (w *writerState) resolve(r *wal.Record) (int32, error) {
+	if r.Item >= 0 {
+		if int(r.Item) >= w.cat.Slots() {
+			return -1, fmt.Errorf("slot %d beyond catalog of %d", r.Item, w.cat.Slots())
+		}
+		it, removed := w.cat.Item(r.Item)
+		if removed {
+			return -1, fmt.Errorf("slot %d (%s) was removed", r.Item, it.ID)
+		}
+		if r.ItemID != "" && r.ItemID != it.ID {
+			return -1, fmt.Errorf("slot %d holds %s, log says %s", r.Item, it.ID, r.ItemID)
+		}
+		r.ItemID = it.ID
+		return r.Item, nil
+	}
+	slot, ok := w.cat.Lookup(r.ItemID)
+	if !ok {
+		return -1, fmt.Errorf("%w: %s", ErrUnknownItem, r.ItemID)
+	}
+	r.Item = slot
+	return slot, nil
+}
+
+// newRand returns the selection RNG: ChaCha8, seeded from crypto/rand unless
+// a test fixed the seed. ChaCha8 is fast and its output cannot be predicted
+// from earlier draws, so players cannot time their pulls.
+func newRand(seed *[32]byte) *rand.Rand {
+	var s [32]byte
+	if seed != nil {
+		s = *seed
+	} else if _, err := crand.Read(s[:]); err != nil {
+		panic("rewardpool: crypto/rand failed: " + err.Error())
+	}
+	return rand.New(rand.NewChaCha8(s))
+}
+
+// Close stops accepting calls, finishes every call already queued, fsyncs
+// the log, writes a final snapshot and releases the directory. It returns
+// ErrClosed if the engine was already closed.
+func (e *Engine) Close() error {
+	e.sendMu.Lock()
+	if e.closed {
+		e.sendMu.Unlock()
+		return ErrClosed
+	}
+	e.closed = true
+	close(e.mailbox)
+	e.sendMu.Unlock()
+	<-e.stopped
+	return e.stopErr
+}
+
+// Dir returns the data directory the engine was opened on.
+func (e *Engine) Dir() string { return e.dir }
+
+// engineStats are counters the writer updates and anyone may read.
+type engineStats struct {
+	batches   atomic.Uint64
+	records   atomic.Uint64
+	draws     atomic.Uint64
+	syncs     atomic.Uint64
+	syncNanos atomic.Uint64
+	snapshots atomic.Uint64
+}
+
+// Stats is a point-in-time copy of the engine's counters.
+type Stats struct {
+	Batches   uint64        // group commits written
+	Records   uint64        // log records written
+	Draws     uint64        // draws decided (including empty-pool draws)
+	Syncs     uint64        // fsyncs of the log
+	SyncTime  time.Duration // total time spent in those fsyncs
+	Snapshots uint64        // snapshots written
+}
+
+// Stats returns the engine's counters since Open.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Batches:   e.stats.batches.Load(),
+		Records:   e.stats.records.Load(),
+		Draws:     e.stats.draws.Load(),
+		Syncs:     e.stats.syncs.Load(),
+		SyncTime:  time.Duration(e.stats.syncNanos.Load()),
+		Snapshots: e.stats.snapshots.Load(),
+	}
+}

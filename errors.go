@@ -1,0 +1,42 @@
+package rewardpool
+
+import (
+	"errors"
+
+	"github.com/rewardpool/rewardpool/pool"
+)
+
+// Sentinel errors. Every error the engine returns wraps one of these (or a
+// context error), so callers can branch with errors.Is.
+var (
+	// ErrPoolEmpty is the Err of a DrawResult when no item had stock left.
+	// The draw still took a request id and was logged.
+	ErrPoolEmpty = errors.New("rewardpool: pool empty")
+	// ErrClosed is returned by calls made after Close.
+	ErrClosed = errors.New("rewardpool: engine closed")
+	// ErrInvalidRequest is returned for a draw whose count or idempotency
+	// key is out of range. Nothing was drawn.
+	ErrInvalidRequest = errors.New("rewardpool: invalid request")
+	// ErrWAL is returned when a write or fsync of the write-ahead log failed.
+	// Nothing in the failed batch was applied. The engine refuses every
+	// later write until it is closed and reopened, because after a failed
+	// fsync the kernel may have dropped the dirty pages: retrying could
+	// acknowledge data that is not on disk.
+	ErrWAL = errors.New("rewardpool: write-ahead log failed")
+	// ErrLocked is returned by Open when another engine holds the directory.
+	ErrLocked = errors.New("rewardpool: data directory in use")
+	// ErrBadOptions is returned by Open for invalid Options; the message
+	// names the field.
+	ErrBadOptions = errors.New("rewardpool: bad options")
+	// ErrRecovery is returned by Open when the snapshot and the log do not
+	// fit together (missing records, a record that the state cannot take).
+	// Log damage is reported as a *wal.CorruptError, which names the segment
+	// and offset and points at the repair command.
+	ErrRecovery = errors.New("rewardpool: recovery failed")
+
+	// ErrInvalidItem, ErrDuplicateItem and ErrUnknownItem are returned by
+	// the item admin calls; they are the pool package's errors.
+	ErrInvalidItem   = pool.ErrInvalidItem
+	ErrDuplicateItem = pool.ErrDuplicateItem
+	ErrUnknownItem   = pool.ErrUnknownItem
+)

@@ -1,0 +1,232 @@
+package rewardpool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/rewardpool/rewardpool/snapshot"
+	"pgregory.net/rapid"
+)
+
+// refModel is the tiny reference the engine is checked against: a list of
+// slots in catalog order, the last request id, and the answered keys.
+type refModel struct {
+	slots  []refSlot
+	lastID uint64
+	keys   map[string][]DrawResult
+}
+
+type refSlot struct {
+	Item
+	removed bool
+}
+
+func (m *refModel) find(id string) int {
+	for i, s := range m.slots {
+		if s.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (m *refModel) live(id string) (int, bool) {
+	i := m.find(id)
+	return i, i >= 0 && !m.slots[i].removed
+}
+
+func (m *refModel) available() bool {
+	for _, s := range m.slots {
+		if !s.removed && s.Quantity != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *refModel) items() []Item {
+	var out []Item
+	for _, s := range m.slots {
+		if !s.removed {
+			out = append(out, s.Item)
+		}
+	}
+	return out
+}
+
+// TestModel runs random sequences of draws (plain and idempotent), admin
+// changes, clean reopens and reopens with a damaged newest snapshot against
+// the reference model, checking after every step that the state matches,
+// that no item went below zero, and that ids only ever grow.
+func TestModel(t *testing.T) {
+	base := t.TempDir()
+	n := 0
+	ids := []string{"a", "b", "c", "d"}
+	rapid.Check(t, func(rt *rapid.T) {
+		n++
+		dir := filepath.Join(base, fmt.Sprint(n))
+		o := Options{
+			Logger:        quietLogger(),
+			Durability:    DurabilityNone,
+			Codec:         rapid.SampledFrom([]string{"binary", "text", "jsonl"}).Draw(rt, "codec"),
+			Storage:       rapid.SampledFrom([]string{"file", "mmap"}).Draw(rt, "storage"),
+			SegmentSize:   2048,
+			SnapshotEvery: uint64(rapid.IntRange(5, 60).Draw(rt, "snapshotEvery")),
+			Items:         []Item{{ID: "a", Quantity: 3, Weight: WeightUnit}, {ID: "b", Quantity: Unlimited, Weight: 1}},
+		}
+		m := &refModel{keys: map[string][]DrawResult{}}
+		for _, it := range o.Items {
+			m.slots = append(m.slots, refSlot{Item: it})
+		}
+		e, err := Open(dir, o)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer func() { e.Close() }()
+
+		genItem := func(rt *rapid.T) Item {
+			return Item{
+				ID:       rapid.SampledFrom(ids).Draw(rt, "id"),
+				Quantity: rapid.Int64Range(-1, 4).Draw(rt, "quantity"),
+				Weight:   rapid.Uint64Range(1, 3*WeightUnit).Draw(rt, "weight"),
+			}
+		}
+		reopen := func(rt *rapid.T) {
+			if err := e.Close(); err != nil {
+				rt.Fatalf("Close: %v", err)
+			}
+			if e, err = Open(dir, o); err != nil {
+				rt.Fatalf("reopen: %v", err)
+			}
+		}
+
+		rt.Repeat(map[string]func(*rapid.T){
+			"draw": func(rt *rapid.T) {
+				req := DrawRequest{Count: rapid.IntRange(1, 4).Draw(rt, "count")}
+				if rapid.Bool().Draw(rt, "keyed") {
+					req.IdempotencyKey = rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(rt, "key")
+				}
+				res, err := e.Draw(ctx, req)
+				if err != nil {
+					rt.Fatalf("Draw: %v", err)
+				}
+				if prev, ok := m.keys[req.IdempotencyKey]; ok && req.IdempotencyKey != "" {
+					if !slices.Equal(prev, res) {
+						rt.Fatalf("retry of %q got %v, want %v", req.IdempotencyKey, res, prev)
+					}
+					return
+				}
+				if len(res) != req.Count {
+					rt.Fatalf("got %d results, want %d", len(res), req.Count)
+				}
+				for _, r := range res {
+					if r.RequestID != m.lastID+1 {
+						rt.Fatalf("request id %d, want %d", r.RequestID, m.lastID+1)
+					}
+					m.lastID = r.RequestID
+					if !m.available() {
+						if !errors.Is(r.Err, ErrPoolEmpty) {
+							rt.Fatalf("draw from empty pool gave %+v", r)
+						}
+						continue
+					}
+					i, ok := m.live(r.ItemID)
+					if r.Err != nil || !ok || m.slots[i].Quantity == 0 {
+						rt.Fatalf("draw gave %+v, not an available item (model %+v)", r, m.slots)
+					}
+					if m.slots[i].Quantity > 0 {
+						m.slots[i].Quantity--
+					}
+				}
+				if req.IdempotencyKey != "" {
+					m.keys[req.IdempotencyKey] = res
+				}
+			},
+			"add": func(rt *rapid.T) {
+				it := genItem(rt)
+				err := e.AddItem(ctx, it)
+				if _, live := m.live(it.ID); live {
+					if !errors.Is(err, ErrDuplicateItem) {
+						rt.Fatalf("AddItem(%v) of a live item = %v", it, err)
+					}
+					return
+				}
+				if err != nil {
+					rt.Fatalf("AddItem(%v) = %v", it, err)
+				}
+				if i := m.find(it.ID); i >= 0 {
+					m.slots[i] = refSlot{Item: it}
+				} else {
+					m.slots = append(m.slots, refSlot{Item: it})
+				}
+			},
+			"set": func(rt *rapid.T) {
+				it := genItem(rt)
+				err := e.SetItem(ctx, it)
+				i, live := m.live(it.ID)
+				if !live {
+					if !errors.Is(err, ErrUnknownItem) {
+						rt.Fatalf("SetItem(%v) of a missing item = %v", it, err)
+					}
+					return
+				}
+				if err != nil {
+					rt.Fatalf("SetItem(%v) = %v", it, err)
+				}
+				m.slots[i].Item = it
+			},
+			"remove": func(rt *rapid.T) {
+				id := rapid.SampledFrom(ids).Draw(rt, "id")
+				err := e.RemoveItem(ctx, id)
+				i, live := m.live(id)
+				if !live {
+					if !errors.Is(err, ErrUnknownItem) {
+						rt.Fatalf("RemoveItem(%s) of a missing item = %v", id, err)
+					}
+					return
+				}
+				if err != nil {
+					rt.Fatalf("RemoveItem(%s) = %v", id, err)
+				}
+				m.slots[i].removed = true
+			},
+			"reopen": reopen,
+			"reopenWithDamagedSnapshot": func(rt *rapid.T) {
+				if err := e.Close(); err != nil {
+					rt.Fatalf("Close: %v", err)
+				}
+				infos, _ := snapshot.List(filepath.Join(dir, snapDir))
+				if len(infos) > 0 {
+					p := filepath.Join(dir, snapDir, infos[len(infos)-1].Name)
+					b, _ := os.ReadFile(p)
+					b[len(b)/2] ^= 0xff
+					os.WriteFile(p, b, 0o644)
+				}
+				if e, err = Open(dir, o); err != nil {
+					rt.Fatalf("reopen with damaged snapshot: %v", err)
+				}
+			},
+			"": func(rt *rapid.T) {
+				st, err := e.State(ctx)
+				if err != nil {
+					rt.Fatalf("State: %v", err)
+				}
+				if st.LastRequestID != m.lastID {
+					rt.Fatalf("LastRequestID %d, model %d", st.LastRequestID, m.lastID)
+				}
+				if got, want := fmt.Sprint(st.Items), fmt.Sprint(m.items()); got != want {
+					rt.Fatalf("items %s, model %s", got, want)
+				}
+				for _, it := range st.Items {
+					if it.Quantity < Unlimited {
+						rt.Fatalf("item %s over-issued: quantity %d", it.ID, it.Quantity)
+					}
+				}
+			},
+		})
+	})
+}

@@ -1,0 +1,193 @@
+package rewardpool
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rewardpool/rewardpool/pool"
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+// Durability says when a draw is acknowledged relative to the fsync that
+// makes it survive power loss.
+type Durability string
+
+const (
+	// DurabilityAlways fsyncs every batch before answering anyone in it.
+	// An acknowledged draw survives kill -9 and power loss. The default.
+	DurabilityAlways Durability = "always"
+	// DurabilityInterval writes every batch before answering, and fsyncs at
+	// most every SyncInterval. An acknowledged draw survives kill -9 (it is
+	// in the page cache) but a power loss can drop up to SyncInterval of them.
+	DurabilityInterval Durability = "interval"
+	// DurabilityNone never fsyncs except at Close and before snapshots.
+	// For tests and benchmarks only.
+	DurabilityNone Durability = "none"
+)
+
+// Item is one entry of a pool's catalog: ID, remaining Quantity (or
+// Unlimited) and Weight in units of 1/WeightUnit.
+type Item = pool.Item
+
+const (
+	// Unlimited is the Quantity of an item that never runs out.
+	Unlimited = pool.Unlimited
+	// WeightUnit is the weight of 1: weights are integers in millionths, so
+	// 2.5 is 2_500_000 and selection never uses floating point.
+	WeightUnit = pool.WeightUnit
+)
+
+// ParseWeight parses a decimal weight with up to 6 places ("10", "0.25")
+// into units of 1/WeightUnit.
+func ParseWeight(s string) (uint64, error) { return pool.ParseWeight(s) }
+
+// Options configure an Engine. The zero value of every field means its
+// default, so Options{Items: ...} is a complete configuration.
+type Options struct {
+	// Items seed the catalog the first time the directory is opened. Once
+	// the directory holds state, Items is ignored: the catalog lives in the
+	// snapshots and the log and changes through AddItem, SetItem, RemoveItem.
+	Items []Item
+
+	// Durability is DurabilityAlways by default.
+	Durability Durability
+	// SyncInterval bounds the fsync delay under DurabilityInterval.
+	// Default 10ms.
+	SyncInterval time.Duration
+
+	// Codec of new log segments: "binary" (default), "text" or "jsonl".
+	Codec string
+	// Storage of log segments: "file" (default) or "mmap".
+	Storage string
+	// SegmentSize is the size at which the log starts a new segment.
+	// Default 64 MiB.
+	SegmentSize int64
+	// KeepSegments keeps at least this many of the newest log segments even
+	// when snapshots cover them, so replicas can catch up from disk.
+	// Default 0: delete what the snapshots cover.
+	KeepSegments int
+
+	// SnapshotEvery takes a snapshot after this many log records.
+	// Default 100,000. A snapshot is also taken at Close.
+	SnapshotEvery uint64
+	// IdempotencyWindow is how many idempotency keys are remembered.
+	// Default 1,000,000.
+	IdempotencyWindow int
+
+	// MailboxSize bounds the queue of requests waiting for the writer.
+	// Default 4096.
+	MailboxSize int
+	// MaxBatch bounds the requests the writer takes into one group commit.
+	// Default 1024.
+	MaxBatch int
+	// MaxDrawCount bounds Count of one draw request. Default 10,000.
+	MaxDrawCount int
+
+	// Seed, when set, makes selection deterministic. For tests only: with a
+	// known seed anyone can predict the draws. Default: crypto/rand.
+	Seed *[32]byte
+
+	// Logger receives recovery, snapshot and failure messages.
+	// Default slog.Default().
+	Logger *slog.Logger
+
+	// Committed, when set, is called on the writer goroutine with every
+	// batch of records right after it became durable (or, under
+	// DurabilityInterval and DurabilityNone, was written), in log order.
+	// It must not block and must not keep recs: copy what it needs.
+	// The replication streamer hangs off this hook.
+	Committed func(recs []wal.Record)
+
+	// WALHooks inject write and sync failures. For tests only.
+	WALHooks wal.Hooks
+}
+
+const (
+	defaultSyncInterval      = 10 * time.Millisecond
+	defaultSnapshotEvery     = 100_000
+	defaultIdempotencyWindow = 1_000_000
+	defaultMailboxSize       = 4096
+	defaultMaxBatch          = 1024
+	defaultMaxDrawCount      = 10_000
+	// maxKeyLen bounds an idempotency key; keys live in memory and in every
+	// snapshot, so they must stay small.
+	maxKeyLen = 256
+	// maxBatchDraws stops the writer draining more requests once a batch
+	// holds this many draws, bounding the batch buffer and the latency of
+	// the first caller in it.
+	maxBatchDraws = 1 << 16
+)
+
+// withDefaults returns o with every zero field set to its default, or an
+// error naming the first invalid field.
+func (o Options) withDefaults() (Options, error) {
+	bad := func(field string, v any, why string) error {
+		return fmt.Errorf("%w: %s=%v: %s", ErrBadOptions, field, v, why)
+	}
+	switch o.Durability {
+	case "":
+		o.Durability = DurabilityAlways
+	case DurabilityAlways, DurabilityInterval, DurabilityNone:
+	default:
+		return o, bad("Durability", o.Durability, "want always, interval or none")
+	}
+	if o.SyncInterval < 0 {
+		return o, bad("SyncInterval", o.SyncInterval, "must not be negative")
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = defaultSyncInterval
+	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = defaultSnapshotEvery
+	}
+	if o.IdempotencyWindow < 0 {
+		return o, bad("IdempotencyWindow", o.IdempotencyWindow, "must not be negative")
+	}
+	if o.IdempotencyWindow == 0 {
+		o.IdempotencyWindow = defaultIdempotencyWindow
+	}
+	if o.MailboxSize < 0 {
+		return o, bad("MailboxSize", o.MailboxSize, "must not be negative")
+	}
+	if o.MailboxSize == 0 {
+		o.MailboxSize = defaultMailboxSize
+	}
+	if o.MaxBatch < 0 {
+		return o, bad("MaxBatch", o.MaxBatch, "must not be negative")
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = defaultMaxBatch
+	}
+	if o.MaxDrawCount < 0 || o.MaxDrawCount > maxBatchDraws {
+		return o, bad("MaxDrawCount", o.MaxDrawCount, fmt.Sprintf("must be in 0..%d", maxBatchDraws))
+	}
+	if o.MaxDrawCount == 0 {
+		o.MaxDrawCount = defaultMaxDrawCount
+	}
+	if o.KeepSegments < 0 {
+		return o, bad("KeepSegments", o.KeepSegments, "must not be negative")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := o.walOptions().Validate(); err != nil {
+		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
+	}
+	for i, it := range o.Items {
+		if err := pool.ValidateItem(it); err != nil {
+			return o, fmt.Errorf("%w: Items[%d]: %w", ErrBadOptions, i, err)
+		}
+	}
+	return o, nil
+}
+
+func (o Options) walOptions() wal.Options {
+	return wal.Options{
+		Codec:       o.Codec,
+		Storage:     o.Storage,
+		SegmentSize: o.SegmentSize,
+		Logger:      o.Logger,
+		Hooks:       o.WALHooks,
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package rewardpool
+
+const raceEnabled = true

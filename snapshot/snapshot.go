@@ -1,0 +1,203 @@
+// Package snapshot writes and loads point-in-time copies of a pool's state.
+//
+// A snapshot bounds recovery time: start-up loads the newest valid one and
+// replays only the log records after its sequence number.
+//
+// File format (all integers little-endian or uvarint):
+//
+//	"RPSNAP1\n"                         magic and version
+//	uvarint seq, epoch, last request id
+//	uvarint slot count, then per slot:  uvarint len, id bytes, zigzag quantity,
+//	                                    uvarint weight, byte removed
+//	uvarint key count, then per key:    uvarint len, key bytes, uvarint draw count,
+//	                                    per draw: uvarint request id, zigzag slot (-1 = failed)
+//	4 bytes CRC32C (Castagnoli) of everything before it
+//
+// Crash safety: a snapshot is written to a temporary file, fsynced, closed,
+// renamed over its final name and the directory is fsynced, so a reader sees
+// either no file or a whole one. The checksum catches damage after that;
+// Load falls back to an older snapshot when the newest is damaged, which is
+// why the engine keeps two.
+package snapshot
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+
+	"github.com/rewardpool/rewardpool/pool"
+)
+
+// ErrCorrupt is returned (wrapped) for a snapshot that fails its checksum or
+// cannot be decoded.
+var ErrCorrupt = errors.New("snapshot: corrupt")
+
+const magic = "RPSNAP1\n"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// State is everything recovery needs besides the log records after Seq.
+type State struct {
+	Seq           uint64 // last log record included
+	Epoch         uint64
+	LastRequestID uint64
+	Slots         []pool.Slot // the whole catalog, removed slots included
+	Keys          []Key       // idempotency window, oldest first
+}
+
+// Key is one remembered idempotency key and the draws that answered it.
+type Key struct {
+	Key   string
+	Draws []Draw
+}
+
+// Draw is one answered draw: Slot is -1 when the pool was empty.
+type Draw struct {
+	RequestID uint64
+	Slot      int32
+}
+
+// Encode appends the snapshot encoding of st to dst.
+func Encode(dst []byte, st *State) []byte {
+	start := len(dst)
+	dst = append(dst, magic...)
+	dst = binary.AppendUvarint(dst, st.Seq)
+	dst = binary.AppendUvarint(dst, st.Epoch)
+	dst = binary.AppendUvarint(dst, st.LastRequestID)
+	dst = binary.AppendUvarint(dst, uint64(len(st.Slots)))
+	for _, s := range st.Slots {
+		dst = binary.AppendUvarint(dst, uint64(len(s.ID)))
+		dst = append(dst, s.ID...)
+		dst = binary.AppendVarint(dst, s.Quantity)
+		dst = binary.AppendUvarint(dst, s.Weight)
+		if s.Removed {
+			dst = append(dst, 1)
+		} else {
+			dst = append(dst, 0)
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(st.Keys)))
+	for _, k := range st.Keys {
+		dst = binary.AppendUvarint(dst, uint64(len(k.Key)))
+		dst = append(dst, k.Key...)
+		dst = binary.AppendUvarint(dst, uint64(len(k.Draws)))
+		for _, d := range k.Draws {
+			dst = binary.AppendUvarint(dst, d.RequestID)
+			dst = binary.AppendVarint(dst, int64(d.Slot))
+		}
+	}
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+}
+
+// Decode parses a snapshot written by Encode. It checks the checksum first,
+// so damaged bytes are reported as ErrCorrupt rather than misread.
+func Decode(b []byte) (*State, error) {
+	if len(b) < len(magic)+4 || string(b[:len(magic)]) != magic {
+		return nil, fmt.Errorf("%w: bad magic", ErrCorrupt)
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	d := decoder{b: body[len(magic):]}
+	st := &State{Seq: d.uvarint(), Epoch: d.uvarint(), LastRequestID: d.uvarint()}
+	n := d.count(1 + 1 + 1 + 1)
+	if n > 0 {
+		st.Slots = make([]pool.Slot, n)
+	}
+	for i := range st.Slots {
+		s := &st.Slots[i]
+		s.ID = d.str()
+		s.Quantity = d.varint()
+		s.Weight = d.uvarint()
+		s.Removed = d.byte() == 1
+	}
+	n = d.count(1 + 1)
+	if n > 0 {
+		st.Keys = make([]Key, n)
+	}
+	for i := range st.Keys {
+		k := &st.Keys[i]
+		k.Key = d.str()
+		m := d.count(2)
+		k.Draws = make([]Draw, m)
+		for j := range k.Draws {
+			k.Draws[j] = Draw{RequestID: d.uvarint(), Slot: int32(d.varint())}
+		}
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b))
+	}
+	return st, nil
+}
+
+// decoder reads fields and remembers the first error, so Decode reads
+// straight through and checks once.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: truncated or invalid %s", ErrCorrupt, what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("integer")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("integer")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail("flag")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("string")
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+// count reads an element count and bounds it by the bytes left, given the
+// smallest encoding of one element, so a damaged count cannot make Decode
+// allocate gigabytes.
+func (d *decoder) count(minSize int) int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)/minSize) {
+		d.fail("count")
+		return 0
+	}
+	return int(n)
+}

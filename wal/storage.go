@@ -1,0 +1,19 @@
+package wal
+
+// storage is how the writer puts bytes into the active segment and makes
+// them durable. The Log applies Hooks around these calls.
+type storage interface {
+	// writeAt writes p at off in one call.
+	writeAt(p []byte, off int64) error
+	// sync makes [from, to) durable (file storage syncs the whole file).
+	sync(from, to int64) error
+	// capacity is the most bytes the segment can hold without growing.
+	capacity() int64
+	// grow makes room for n bytes (mmap: an oversized batch in an empty
+	// segment).
+	grow(n int64) error
+	// cut removes everything in [end, dirtyEnd): truncates (file) or zeroes
+	// (mmap), then syncs.
+	cut(end, dirtyEnd int64) error
+	close() error
+}

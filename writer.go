@@ -1,0 +1,408 @@
+package rewardpool
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/rewardpool/rewardpool/pool"
+	"github.com/rewardpool/rewardpool/snapshot"
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+// run is the writer goroutine: it owns the catalog and the log. It blocks
+// for one call, drains whatever else is waiting into a batch, and commits
+// the batch with one write and (by default) one fsync.
+func (e *Engine) run() {
+	w := &e.w
+	defer close(e.stopped)
+	for {
+		select {
+		case c, ok := <-e.mailbox:
+			if !ok {
+				e.stopErr = e.shutdown()
+				return
+			}
+			w.batch = append(w.batch[:0], c)
+			draws := c.count
+		drain:
+			for len(w.batch) < e.opts.MaxBatch && draws < maxBatchDraws {
+				select {
+				case c, ok := <-e.mailbox:
+					if !ok {
+						// Closed: commit this batch; the outer loop sees
+						// the closed mailbox next and shuts down.
+						break drain
+					}
+					w.batch = append(w.batch, c)
+					draws += c.count
+				default:
+					break drain
+				}
+			}
+			e.commit(w.batch)
+			clear(w.batch)
+		case <-w.syncTimer.C:
+			w.timerOn = false
+			e.syncNow()
+		case res := <-w.snapDone:
+			e.snapshotFinished(res)
+		}
+	}
+}
+
+// commit is the hot path: decide every call of the batch in memory, write
+// their records in one append, fsync once, then answer everyone. If the
+// write or fsync fails, every in-memory change of the batch is undone and
+// every caller gets the error: nothing that is not durable is acknowledged.
+func (e *Engine) commit(batch []*call) {
+	w := &e.w
+	w.recs = w.recs[:0]
+	w.adminUndo = w.adminUndo[:0]
+	startSeq, startReq := w.seq, w.reqID
+
+	if w.failed == nil {
+		for _, c := range batch {
+			switch c.op {
+			case opDraw:
+				e.decideDraw(c)
+			case opAdmin:
+				c.err = e.decideAdmin(&c.admin)
+			}
+		}
+	}
+
+	if len(w.recs) > 0 {
+		w.recs[len(w.recs)-1].Commit = true
+		err := w.wal.Append(w.recs)
+		if err == nil && e.opts.Durability == DurabilityAlways {
+			err = e.sync()
+		}
+		if err != nil {
+			e.undo(startSeq, startReq)
+			e.fail(err)
+		} else {
+			e.committed()
+		}
+	}
+
+	for _, c := range batch {
+		switch {
+		case c.op == opState:
+			c.state = e.stateCopy()
+		case c.op == opFunc:
+			c.fn()
+		case w.failed != nil && (c.op == opDraw || c.op == opAdmin):
+			c.err = fmt.Errorf("%w: %w", ErrWAL, w.failed)
+		}
+		c.done <- struct{}{}
+	}
+}
+
+// decideDraw picks c.count items, takes them in memory and appends their
+// records. An idempotent retry answers from memory and writes nothing.
+func (e *Engine) decideDraw(c *call) {
+	w := &e.w
+	if c.key != "" {
+		if prev, ok := w.idem.lookup(c.key); ok {
+			for _, d := range prev {
+				c.results = append(c.results, w.result(d.RequestID, d.Slot))
+			}
+			return
+		}
+		w.seq++
+		w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindKey,
+			Item: -1, Key: c.key, Count: uint32(c.count)})
+	}
+	for range c.count {
+		w.seq++
+		w.reqID++
+		rec := wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindDrawFailed, RequestID: w.reqID, Item: -1}
+		res := DrawResult{RequestID: w.reqID, Err: ErrPoolEmpty}
+		if total := w.cat.Total(); total > 0 {
+			slot, _ := w.cat.Pick(w.rng.Uint64N(total))
+			w.cat.Take(slot)
+			it, _ := w.cat.Item(slot)
+			rec.Kind, rec.Item, rec.ItemID = wal.KindDraw, slot, it.ID
+			res = DrawResult{RequestID: w.reqID, ItemID: it.ID}
+		}
+		w.recs = append(w.recs, rec)
+		c.results = append(c.results, res)
+	}
+	e.stats.draws.Add(uint64(c.count))
+	if c.key != "" {
+		draws := make([]snapshot.Draw, c.count)
+		for i, r := range w.recs[len(w.recs)-c.count:] {
+			draws[i] = snapshot.Draw{RequestID: r.RequestID, Slot: r.Item}
+		}
+		w.idem.insert(c.key, draws)
+	}
+}
+
+// result rebuilds a DrawResult from a remembered draw.
+func (w *writerState) result(reqID uint64, slot int32) DrawResult {
+	if slot < 0 {
+		return DrawResult{RequestID: reqID, Err: ErrPoolEmpty}
+	}
+	it, _ := w.cat.Item(slot)
+	return DrawResult{RequestID: reqID, ItemID: it.ID}
+}
+
+// adminUndo is what undo needs to reverse one admin record.
+type adminUndo struct {
+	slot    int32
+	slots   int // catalog size before the change (an add may append a slot)
+	prev    Item
+	removed bool
+}
+
+// decideAdmin validates and applies one catalog change in memory and
+// appends its record. A rejected change writes nothing and changes nothing.
+func (e *Engine) decideAdmin(op *adminOp) error {
+	w := &e.w
+	it := op.item
+	slot, exists := w.cat.Lookup(it.ID)
+	kind := op.kind
+	if kind == wal.KindSet && !exists && op.upsert {
+		kind = wal.KindAdd
+	}
+	if kind != wal.KindRemove {
+		if err := pool.ValidateItem(it); err != nil {
+			return err
+		}
+	} else if it.ID == "" {
+		return fmt.Errorf("%w: empty item id", ErrInvalidItem)
+	}
+	u := adminUndo{slot: slot, slots: w.cat.Slots()}
+	var err error
+	switch kind {
+	case wal.KindAdd:
+		if exists {
+			return fmt.Errorf("rewardpool: add %s: %w", it.ID, ErrDuplicateItem)
+		}
+		if s, ok := w.cat.LookupAny(it.ID); ok {
+			u.slot = s
+			u.prev, u.removed = w.cat.Item(s)
+		}
+		slot, err = w.cat.Add(it)
+		if u.slot < 0 {
+			u.slot = slot
+		}
+	case wal.KindSet:
+		if !exists {
+			return fmt.Errorf("rewardpool: set %s: %w", it.ID, ErrUnknownItem)
+		}
+		u.prev, u.removed = w.cat.Item(slot)
+		err = w.cat.Set(slot, it.Quantity, it.Weight)
+	case wal.KindRemove:
+		if !exists {
+			return fmt.Errorf("rewardpool: remove %s: %w", it.ID, ErrUnknownItem)
+		}
+		u.prev, u.removed = w.cat.Item(slot)
+		err = w.cat.Remove(slot)
+	}
+	if err != nil {
+		return fmt.Errorf("rewardpool: %s %s: %w", kind, it.ID, err)
+	}
+	w.adminUndo = append(w.adminUndo, u)
+	w.seq++
+	w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: kind,
+		Item: slot, ItemID: it.ID, Quantity: it.Quantity, Weight: it.Weight})
+	return nil
+}
+
+// undo reverses every in-memory change of the current batch, newest first,
+// using the batch's own records as the undo log.
+func (e *Engine) undo(startSeq, startReq uint64) {
+	w := &e.w
+	a := len(w.adminUndo)
+	for i := len(w.recs) - 1; i >= 0; i-- {
+		r := &w.recs[i]
+		switch r.Kind {
+		case wal.KindDraw:
+			w.cat.Untake(r.Item)
+		case wal.KindKey:
+			w.idem.unInsert(r.Key)
+		case wal.KindAdd, wal.KindSet, wal.KindRemove:
+			a--
+			u := w.adminUndo[a]
+			if u.slot >= int32(u.slots) {
+				w.cat.Truncate(u.slots)
+			} else {
+				w.cat.Restore(u.slot, u.prev, u.removed)
+			}
+		}
+	}
+	w.seq, w.reqID = startSeq, startReq
+}
+
+// fail poisons the engine after a log failure: every later write is
+// refused until the engine is reopened and recovers from disk.
+func (e *Engine) fail(err error) {
+	if e.w.failed == nil {
+		e.w.failed = err
+		e.log.Error("rewardpool: write-ahead log failed; refusing writes until reopened", "dir", e.dir, "err", err)
+	}
+}
+
+// committed runs after a batch is durable (or written, for the weaker
+// durability modes): bookkeeping, the Committed hook, the sync timer, and
+// the snapshot trigger.
+func (e *Engine) committed() {
+	w := &e.w
+	n := uint64(len(w.recs))
+	e.stats.batches.Add(1)
+	e.stats.records.Add(n)
+	w.idem.evict(e.opts.IdempotencyWindow)
+	if e.opts.Durability != DurabilityAlways {
+		w.unsynced = true
+		if e.opts.Durability == DurabilityInterval && !w.timerOn {
+			w.syncTimer.Reset(e.opts.SyncInterval)
+			w.timerOn = true
+		}
+	}
+	if e.opts.Committed != nil {
+		e.opts.Committed(w.recs)
+	}
+	w.sinceSnap += n
+	if w.sinceSnap >= e.opts.SnapshotEvery && !w.snapRunning {
+		e.startSnapshot()
+	}
+}
+
+// sync fsyncs the log and times it.
+func (e *Engine) sync() error {
+	start := time.Now()
+	err := e.w.wal.Sync()
+	e.stats.syncs.Add(1)
+	e.stats.syncNanos.Add(uint64(time.Since(start)))
+	if err == nil {
+		e.w.unsynced = false
+	}
+	return err
+}
+
+// syncNow fsyncs what the weaker durability modes left unsynced.
+func (e *Engine) syncNow() {
+	if !e.w.unsynced || e.w.failed != nil {
+		return
+	}
+	if err := e.sync(); err != nil {
+		e.fail(err)
+	}
+}
+
+// stateCopy returns the committed state; the writer calls it between
+// batches, so it never sees a half-decided batch.
+func (e *Engine) stateCopy() State {
+	w := &e.w
+	return State{Seq: w.seq, Epoch: w.epoch, LastRequestID: w.reqID, Items: w.cat.Items()}
+}
+
+// captureState copies what a snapshot needs. It is cheap (the catalog's
+// slots and the key index), so the writer pays little; the encoding and the
+// fsync happen on another goroutine.
+func (e *Engine) captureState() *snapshot.State {
+	w := &e.w
+	return &snapshot.State{
+		Seq: w.seq, Epoch: w.epoch, LastRequestID: w.reqID,
+		Slots: w.cat.AppendSlots(nil),
+		Keys:  w.idem.capture(),
+	}
+}
+
+type snapResult struct {
+	seq      uint64
+	oldest   uint64 // seq of the oldest of two snapshots kept; 0 = delete nothing
+	err      error
+	duration time.Duration
+}
+
+// startSnapshot hands a copy of the state to a goroutine that writes it.
+// The log is fsynced first, so a snapshot never covers records that a crash
+// could still lose (which would leave the log behind the snapshot).
+func (e *Engine) startSnapshot() {
+	w := &e.w
+	if w.failed != nil {
+		return
+	}
+	if w.unsynced {
+		if err := e.sync(); err != nil {
+			e.fail(err)
+			return
+		}
+	}
+	st := e.captureState()
+	w.snapRunning = true
+	w.sinceSnap = 0
+	go func() { w.snapDone <- e.writeSnapshot(st) }()
+}
+
+// writeSnapshot writes st and prunes old snapshots, keeping two so that a
+// damaged newest one can fall back to the one before.
+func (e *Engine) writeSnapshot(st *snapshot.State) snapResult {
+	start := time.Now()
+	dir := filepath.Join(e.dir, snapDir)
+	res := snapResult{seq: st.Seq}
+	if _, res.err = snapshot.Write(dir, st); res.err == nil {
+		var kept []snapshot.Info
+		kept, res.err = snapshot.Prune(dir, 2)
+		// Log segments may go only once two snapshots cover them: if the
+		// newest is ever found damaged, recovery falls back to the older one
+		// and replays the log from there.
+		if len(kept) >= 2 {
+			res.oldest = kept[0].Seq
+		}
+	}
+	res.duration = time.Since(start)
+	return res
+}
+
+// snapshotFinished deletes the log segments that every kept snapshot covers.
+func (e *Engine) snapshotFinished(res snapResult) {
+	w := &e.w
+	w.snapRunning = false
+	if res.err != nil {
+		// A failed snapshot loses nothing: the log still holds every record.
+		e.log.Warn("rewardpool: snapshot failed", "dir", e.dir, "seq", res.seq, "err", res.err)
+		return
+	}
+	e.stats.snapshots.Add(1)
+	w.lastSnapSeq = res.seq
+	deleted := 0
+	if res.oldest > 0 {
+		var err error
+		deleted, err = w.wal.DeleteBefore(res.oldest+1, e.opts.KeepSegments)
+		if err != nil {
+			e.log.Warn("rewardpool: deleting covered log segments failed", "dir", e.dir, "err", err)
+		}
+	}
+	e.log.Info("rewardpool: snapshot written", "dir", e.dir, "seq", res.seq,
+		"took", res.duration, "segments_deleted", deleted)
+}
+
+// shutdown runs when the mailbox is closed and drained: wait for a running
+// snapshot, fsync, write a final snapshot, close the log, unlock the dir.
+func (e *Engine) shutdown() error {
+	w := &e.w
+	w.syncTimer.Stop()
+	if w.snapRunning {
+		e.snapshotFinished(<-w.snapDone)
+	}
+	var firstErr error
+	if w.failed == nil {
+		e.syncNow()
+		if w.failed == nil && w.seq > w.lastSnapSeq {
+			e.snapshotFinished(e.writeSnapshot(e.captureState()))
+		}
+	}
+	if w.failed != nil {
+		firstErr = fmt.Errorf("%w: %w", ErrWAL, w.failed)
+	}
+	if err := w.wal.Close(); err != nil && firstErr == nil && w.failed == nil {
+		firstErr = fmt.Errorf("rewardpool: close log: %w", err)
+	}
+	e.lock.Close()
+	e.log.Info("rewardpool: closed", "dir", e.dir, "last_seq", w.seq, "last_request_id", w.reqID)
+	return firstErr
+}
