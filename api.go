@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/rewardpool/rewardpool/wal"
 )
@@ -75,6 +76,10 @@ func (e *Engine) DrawInto(ctx context.Context, dst []DrawResult, req DrawRequest
 	}
 	if len(req.IdempotencyKey) > maxKeyLen {
 		return dst, fmt.Errorf("%w: idempotency_key is %d bytes, at most %d", ErrInvalidRequest, len(req.IdempotencyKey), maxKeyLen)
+	}
+	if !utf8.ValidString(req.IdempotencyKey) {
+		// Every codec must be able to log the key, and jsonl needs UTF-8.
+		return dst, fmt.Errorf("%w: idempotency_key is not valid UTF-8", ErrInvalidRequest)
 	}
 	c := e.calls.Get().(*call)
 	c.op, c.count, c.key = opDraw, n, req.IdempotencyKey

@@ -54,7 +54,8 @@ type writerState struct {
 	epoch uint64
 	reqID uint64 // last request id handed out
 
-	idem idempotency
+	idem   idempotency
+	window int // idempotency window
 
 	failed error // first WAL failure; poisons every later write
 
@@ -145,6 +146,7 @@ func (e *Engine) recover() error {
 	w := &e.w
 	w.rng = newRand(e.opts.Seed)
 	w.epoch = 1
+	w.window = e.opts.IdempotencyWindow
 
 	st, info, err := snapshot.LoadNewest(filepath.Join(e.dir, snapDir), e.log)
 	if err != nil {
@@ -162,6 +164,9 @@ func (e *Engine) recover() error {
 		w.seq, w.epoch, w.reqID = st.Seq, max(st.Epoch, 1), st.LastRequestID
 		w.lastSnapSeq = st.Seq
 		for _, k := range st.Keys {
+			if err := w.checkAnswer(k); err != nil {
+				return fmt.Errorf("%w: snapshot %s: %w", ErrRecovery, info.Name, err)
+			}
 			w.idem.insert(k.Key, k.Draws)
 		}
 		if last := w.wal.LastSeq(); last < st.Seq {
@@ -275,6 +280,9 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 			pk.draws = append(pk.draws, snapshot.Draw{RequestID: r.RequestID, Slot: slot})
 			if pk.count--; pk.count == 0 {
 				w.idem.insert(pk.key, pk.draws)
+				// Evict as the live writer does after each batch, so a key
+				// reused after it left the window replays the same way.
+				w.idem.evict(w.window)
 				*pk = pendingKey{}
 			}
 		}
@@ -310,6 +318,20 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 	case wal.KindEpoch:
 	default:
 		return bad("unknown record kind %d", r.Kind)
+	}
+	return nil
+}
+
+// checkAnswer rejects a remembered answer that could not have been written:
+// no draws, or a slot beyond the catalog.
+func (w *writerState) checkAnswer(k snapshot.Key) error {
+	if len(k.Draws) == 0 {
+		return fmt.Errorf("idempotency key %q has no draws", k.Key)
+	}
+	for _, d := range k.Draws {
+		if d.Slot < -1 || int(d.Slot) >= w.cat.Slots() {
+			return fmt.Errorf("idempotency key %q names slot %d of %d", k.Key, d.Slot, w.cat.Slots())
+		}
 	}
 	return nil
 }
@@ -389,7 +411,12 @@ type Stats struct {
 	Syncs     uint64        // fsyncs of the log
 	SyncTime  time.Duration // total time spent in those fsyncs
 	Snapshots uint64        // snapshots written
+	WALBytes  uint64        // record bytes appended to the log since Open
 }
+
+// walBytes reads the log's byte counter; the log is set before the writer
+// starts and never replaced, and AppendedBytes is atomic.
+func (e *Engine) walBytes() uint64 { return e.w.wal.AppendedBytes() }
 
 // Stats returns the engine's counters since Open.
 func (e *Engine) Stats() Stats {
@@ -400,5 +427,6 @@ func (e *Engine) Stats() Stats {
 		Syncs:     e.stats.syncs.Load(),
 		SyncTime:  time.Duration(e.stats.syncNanos.Load()),
 		Snapshots: e.stats.snapshots.Load(),
+		WALBytes:  e.walBytes(),
 	}
 }

@@ -6,25 +6,34 @@ import "github.com/rewardpool/rewardpool/snapshot"
 // a retried draw gets its original results instead of a second draw.
 //
 // Keys are kept in arrival order in a queue; the oldest are forgotten once
-// there are more than the window. Eviction only happens after a batch is
-// durable, so undoing a failed batch never has to bring a key back.
+// there are more than the window. A key that was forgotten and used again
+// is in the queue twice: each answer remembers its position, and evicting
+// the old position leaves the newer answer alone. Eviction only happens
+// after a batch is durable, so undoing a failed batch never has to bring a
+// key back.
 type idempotency struct {
-	answers map[string][]snapshot.Draw
-	order   []string // arrival order; order[head:] are live
+	answers map[string]answer
+	order   []string // arrival order; order[head:] are in the window
 	head    int
+	base    uint64 // absolute position of order[0]
+}
+
+type answer struct {
+	draws []snapshot.Draw
+	pos   uint64 // absolute position of this key in the queue
 }
 
 func (m *idempotency) lookup(key string) ([]snapshot.Draw, bool) {
-	d, ok := m.answers[key]
-	return d, ok
+	a, ok := m.answers[key]
+	return a.draws, ok
 }
 
 // insert remembers key; the draws slice must not change afterwards.
 func (m *idempotency) insert(key string, draws []snapshot.Draw) {
 	if m.answers == nil {
-		m.answers = make(map[string][]snapshot.Draw)
+		m.answers = make(map[string]answer)
 	}
-	m.answers[key] = draws
+	m.answers[key] = answer{draws: draws, pos: m.base + uint64(len(m.order))}
 	m.order = append(m.order, key)
 }
 
@@ -35,10 +44,16 @@ func (m *idempotency) unInsert(key string) {
 	m.order = m.order[:len(m.order)-1]
 }
 
+// live is how many queue entries are in the window.
+func (m *idempotency) live() int { return len(m.order) - m.head }
+
 // evict forgets the oldest keys until at most window remain.
 func (m *idempotency) evict(window int) {
-	for len(m.order)-m.head > window {
-		delete(m.answers, m.order[m.head])
+	for m.live() > window {
+		k := m.order[m.head]
+		if a, ok := m.answers[k]; ok && a.pos == m.base+uint64(m.head) {
+			delete(m.answers, k)
+		}
 		m.order[m.head] = ""
 		m.head++
 	}
@@ -47,6 +62,7 @@ func (m *idempotency) evict(window int) {
 		n := copy(m.order, m.order[m.head:])
 		clear(m.order[n:])
 		m.order = m.order[:n]
+		m.base += uint64(m.head)
 		m.head = 0
 	}
 }
@@ -54,13 +70,15 @@ func (m *idempotency) evict(window int) {
 // capture returns the window, oldest first, for a snapshot. The draws
 // slices are shared: they never change once inserted.
 func (m *idempotency) capture() []snapshot.Key {
-	live := m.order[m.head:]
-	if len(live) == 0 {
+	if m.live() == 0 {
 		return nil
 	}
-	keys := make([]snapshot.Key, len(live))
-	for i, k := range live {
-		keys[i] = snapshot.Key{Key: k, Draws: m.answers[k]}
+	keys := make([]snapshot.Key, 0, m.live())
+	for i := m.head; i < len(m.order); i++ {
+		k := m.order[i]
+		if a, ok := m.answers[k]; ok && a.pos == m.base+uint64(i) {
+			keys = append(keys, snapshot.Key{Key: k, Draws: a.draws})
+		}
 	}
 	return keys
 }

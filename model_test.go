@@ -18,6 +18,18 @@ type refModel struct {
 	slots  []refSlot
 	lastID uint64
 	keys   map[string][]DrawResult
+	order  []string // keys in arrival order; the window is the last `window`
+	window int
+}
+
+// remember adds an answered key and forgets the oldest beyond the window.
+func (m *refModel) remember(key string, res []DrawResult) {
+	m.keys[key] = res
+	m.order = append(m.order, key)
+	for len(m.order) > m.window {
+		delete(m.keys, m.order[0])
+		m.order = m.order[1:]
+	}
 }
 
 type refSlot struct {
@@ -58,8 +70,9 @@ func (m *refModel) items() []Item {
 	return out
 }
 
-// TestModel runs random sequences of draws (plain and idempotent), admin
-// changes, clean reopens and reopens with a damaged newest snapshot against
+// TestModel runs random sequences of draws (plain and idempotent, with a
+// small key window so keys are forgotten and reused), admin changes, clean
+// reopens and reopens with a damaged newest snapshot against
 // the reference model, checking after every step that the state matches,
 // that no item went below zero, and that ids only ever grow.
 func TestModel(t *testing.T) {
@@ -70,15 +83,16 @@ func TestModel(t *testing.T) {
 		n++
 		dir := filepath.Join(base, fmt.Sprint(n))
 		o := Options{
-			Logger:        quietLogger(),
-			Durability:    DurabilityNone,
-			Codec:         rapid.SampledFrom([]string{"binary", "text", "jsonl"}).Draw(rt, "codec"),
-			Storage:       rapid.SampledFrom([]string{"file", "mmap"}).Draw(rt, "storage"),
-			SegmentSize:   2048,
-			SnapshotEvery: uint64(rapid.IntRange(5, 60).Draw(rt, "snapshotEvery")),
-			Items:         []Item{{ID: "a", Quantity: 3, Weight: WeightUnit}, {ID: "b", Quantity: Unlimited, Weight: 1}},
+			Logger:            quietLogger(),
+			Durability:        rapid.SampledFrom([]Durability{DurabilityNone, DurabilityInterval, DurabilityAlways}).Draw(rt, "durability"),
+			IdempotencyWindow: rapid.IntRange(1, 4).Draw(rt, "window"),
+			Codec:             rapid.SampledFrom([]string{"binary", "text", "jsonl"}).Draw(rt, "codec"),
+			Storage:           rapid.SampledFrom([]string{"file", "mmap"}).Draw(rt, "storage"),
+			SegmentSize:       2048,
+			SnapshotEvery:     uint64(rapid.IntRange(5, 60).Draw(rt, "snapshotEvery")),
+			Items:             []Item{{ID: "a", Quantity: 3, Weight: WeightUnit}, {ID: "b", Quantity: Unlimited, Weight: 1}},
 		}
-		m := &refModel{keys: map[string][]DrawResult{}}
+		m := &refModel{keys: map[string][]DrawResult{}, window: o.IdempotencyWindow}
 		for _, it := range o.Items {
 			m.slots = append(m.slots, refSlot{Item: it})
 		}
@@ -108,7 +122,7 @@ func TestModel(t *testing.T) {
 			"draw": func(rt *rapid.T) {
 				req := DrawRequest{Count: rapid.IntRange(1, 4).Draw(rt, "count")}
 				if rapid.Bool().Draw(rt, "keyed") {
-					req.IdempotencyKey = rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(rt, "key")
+					req.IdempotencyKey = rapid.SampledFrom([]string{"k1", "k2", "k3", "k4", "k5"}).Draw(rt, "key")
 				}
 				res, err := e.Draw(ctx, req)
 				if err != nil {
@@ -143,7 +157,7 @@ func TestModel(t *testing.T) {
 					}
 				}
 				if req.IdempotencyKey != "" {
-					m.keys[req.IdempotencyKey] = res
+					m.remember(req.IdempotencyKey, res)
 				}
 			},
 			"add": func(rt *rapid.T) {

@@ -99,6 +99,10 @@ type Options struct {
 	// The replication streamer hangs off this hook.
 	Committed func(recs []wal.Record)
 
+	// Observer receives per-batch measurements (batch sizes, fsync
+	// latency, snapshot durations) for metrics. Default: none.
+	Observer Observer
+
 	// WALHooks inject write and sync failures. For tests only.
 	WALHooks wal.Hooks
 }
@@ -190,4 +194,16 @@ func (o Options) walOptions() wal.Options {
 		Logger:      o.Logger,
 		Hooks:       o.WALHooks,
 	}
+}
+
+// Observer receives the engine's measurements. Its methods run on the
+// writer goroutine (Snapshot on the snapshot goroutine), so they must be
+// cheap and must never block: a histogram observation, not a network call.
+type Observer interface {
+	// Batch is called after each group commit that wrote records.
+	Batch(requests, draws, records int)
+	// Sync is called after each fsync of the log.
+	Sync(took time.Duration, err error)
+	// Snapshot is called after each snapshot attempt.
+	Snapshot(seq uint64, took time.Duration, err error)
 }

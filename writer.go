@@ -1,6 +1,7 @@
 package rewardpool
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -61,10 +62,12 @@ func (e *Engine) commit(batch []*call) {
 	w.adminUndo = w.adminUndo[:0]
 	startSeq, startReq := w.seq, w.reqID
 
+	draws := 0
 	if w.failed == nil {
 		for _, c := range batch {
 			switch c.op {
 			case opDraw:
+				draws += c.count
 				e.decideDraw(c)
 			case opAdmin:
 				c.err = e.decideAdmin(&c.admin)
@@ -78,11 +81,26 @@ func (e *Engine) commit(batch []*call) {
 		if err == nil && e.opts.Durability == DurabilityAlways {
 			err = e.sync()
 		}
-		if err != nil {
+		if errors.Is(err, wal.ErrRejected) {
+			// The log refused the batch before writing a byte: undo it and
+			// fail its callers, but the log is healthy, so do not poison.
+			// Validation in decide* should make this unreachable.
+			e.undo(startSeq, startReq)
+			e.log.Error("rewardpool: log refused a batch; nothing was written", "dir", e.dir, "err", err)
+			for _, c := range batch {
+				if c.op == opDraw || c.op == opAdmin {
+					c.err = fmt.Errorf("rewardpool: batch refused by the log, nothing was written: %w", err)
+				}
+			}
+		} else if err != nil {
 			e.undo(startSeq, startReq)
 			e.fail(err)
 		} else {
 			e.committed()
+			e.stats.draws.Add(uint64(draws))
+			if e.opts.Observer != nil {
+				e.opts.Observer.Batch(len(batch), draws, len(w.recs))
+			}
 		}
 	}
 
@@ -129,7 +147,6 @@ func (e *Engine) decideDraw(c *call) {
 		w.recs = append(w.recs, rec)
 		c.results = append(c.results, res)
 	}
-	e.stats.draws.Add(uint64(c.count))
 	if c.key != "" {
 		draws := make([]snapshot.Draw, c.count)
 		for i, r := range w.recs[len(w.recs)-c.count:] {
@@ -274,8 +291,12 @@ func (e *Engine) committed() {
 func (e *Engine) sync() error {
 	start := time.Now()
 	err := e.w.wal.Sync()
+	took := time.Since(start)
 	e.stats.syncs.Add(1)
-	e.stats.syncNanos.Add(uint64(time.Since(start)))
+	e.stats.syncNanos.Add(uint64(took))
+	if e.opts.Observer != nil {
+		e.opts.Observer.Sync(took, err)
+	}
 	if err == nil {
 		e.w.unsynced = false
 	}
@@ -355,6 +376,9 @@ func (e *Engine) writeSnapshot(st *snapshot.State) snapResult {
 		}
 	}
 	res.duration = time.Since(start)
+	if e.opts.Observer != nil {
+		e.opts.Observer.Snapshot(st.Seq, res.duration, res.err)
+	}
 	return res
 }
 

@@ -53,6 +53,10 @@ func ValidateItem(it Item) error {
 	return validateWeight(it.ID, it.Weight)
 }
 
+// ReservedID cannot name an item: the text log format uses it for a draw
+// that found the pool empty.
+const ReservedID = "FAILED"
+
 func validateID(id string) error {
 	if id == "" {
 		return fmt.Errorf("pool: item id is empty: %w", ErrInvalidItem)
@@ -62,6 +66,9 @@ func validateID(id string) error {
 	}
 	if !utf8.ValidString(id) {
 		return fmt.Errorf("pool: item id %q: not valid UTF-8: %w", id, ErrInvalidItem)
+	}
+	if id == ReservedID {
+		return fmt.Errorf("pool: item id %q is reserved (the log writes empty-pool draws as DRAW <id> FAILED): %w", id, ErrInvalidItem)
 	}
 	if i := strings.IndexFunc(id, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r)

@@ -120,6 +120,11 @@ func LoadNewest(dir string, log *slog.Logger) (*State, Info, error) {
 		if err == nil {
 			return st, infos[i], nil
 		}
+		if !errors.Is(err, ErrCorrupt) {
+			// An I/O error (EMFILE, EIO, permissions) says nothing about
+			// the file: stop rather than set a good snapshot aside.
+			return nil, Info{}, err
+		}
 		// Set the damaged file aside so it is never counted as one of the
 		// snapshots kept, and an operator can still look at it.
 		path := filepath.Join(dir, infos[i].Name)

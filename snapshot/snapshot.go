@@ -111,7 +111,13 @@ func Decode(b []byte) (*State, error) {
 		s.ID = d.str()
 		s.Quantity = d.varint()
 		s.Weight = d.uvarint()
-		s.Removed = d.byte() == 1
+		switch d.byte() {
+		case 0:
+		case 1:
+			s.Removed = true
+		default:
+			d.fail("removed flag")
+		}
 	}
 	n = d.count(1 + 1)
 	if n > 0 {
@@ -121,6 +127,9 @@ func Decode(b []byte) (*State, error) {
 		k := &st.Keys[i]
 		k.Key = d.str()
 		m := d.count(2)
+		if m == 0 {
+			d.fail("idempotency key without draws")
+		}
 		k.Draws = make([]Draw, m)
 		for j := range k.Draws {
 			k.Draws[j] = Draw{RequestID: d.uvarint(), Slot: int32(d.varint())}

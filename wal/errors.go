@@ -20,6 +20,9 @@ var (
 	// ErrGap: Scan asked for a seq older than the oldest segment, or the
 	// segments on disk are not contiguous.
 	ErrGap = errors.New("wal: missing records")
+	// ErrRejected: Append refused a batch before writing anything (a record
+	// the codec cannot represent, a seq gap). The log is not poisoned.
+	ErrRejected = errors.New("wal: batch rejected")
 	// ErrBadOptions: Options.Validate found a bad field; the message names it.
 	ErrBadOptions = errors.New("wal: bad options")
 )

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -36,7 +37,9 @@ type Log struct {
 	buf      []byte     // reused encode buffer: Append does not allocate
 	synced   int64      // active segment is durable up to here
 	poisoned error
-	rotate   bool // the active segment's codec is not opts.Codec
+
+	appended atomic.Uint64 // record bytes appended since Open, for metrics
+	rotate   bool          // the active segment's codec is not opts.Codec
 }
 
 // Open opens the log in dir, creating the directory if needed. See the
@@ -186,14 +189,14 @@ func (l *Log) Append(recs []Record) error {
 	for i := range recs {
 		r := &recs[i]
 		if r.Seq != want+uint64(i) || r.Seq == 0 {
-			return fmt.Errorf("wal: append: record %d has seq %d, want %d", i, r.Seq, want+uint64(i))
+			return fmt.Errorf("%w: record %d has seq %d, want %d", ErrRejected, i, r.Seq, want+uint64(i))
 		}
 		if err := checkRecord(l.codec, r); err != nil {
-			return fmt.Errorf("wal: append: record %d (seq %d): %w", i, r.Seq, err)
+			return fmt.Errorf("%w: record %d (seq %d): %w", ErrRejected, i, r.Seq, err)
 		}
 	}
 	if !recs[len(recs)-1].Commit {
-		return fmt.Errorf("wal: append: last record (seq %d) must have Commit set", recs[len(recs)-1].Seq)
+		return fmt.Errorf("%w: last record (seq %d) must have Commit set", ErrRejected, recs[len(recs)-1].Seq)
 	}
 
 	l.next = l.enc
@@ -218,6 +221,7 @@ func (l *Log) Append(recs []Record) error {
 		return l.poison(fmt.Errorf("wal: write segment %s at %d: %w", l.active.name, l.end, err))
 	}
 	l.enc = l.next
+	l.appended.Add(uint64(n))
 	last := &recs[len(recs)-1]
 	l.mu.Lock()
 	l.end += n
@@ -225,6 +229,10 @@ func (l *Log) Append(recs []Record) error {
 	l.mu.Unlock()
 	return nil
 }
+
+// AppendedBytes returns the record bytes appended since Open (segment
+// headers not included). Safe from any goroutine.
+func (l *Log) AppendedBytes() uint64 { return l.appended.Load() }
 
 func (l *Log) encode(recs []Record, st *codecState) []byte {
 	buf := l.buf[:0]

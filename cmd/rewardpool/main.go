@@ -1,12 +1,13 @@
-// Command rewardpool drives a reward pool. Until the network service lands,
-// every subcommand works on a data directory directly through the embedded
-// engine (it takes the directory's lock, so run one at a time).
+// Command rewardpool is the one binary of rewardpool: the server, its
+// clients, a load generator and the offline tools for the data directory.
 //
-//	rewardpool draw     [--data-dir ./data] [--pool default] [--count N] [--key K]
-//	rewardpool state    [--data-dir ./data] [--pool default]
-//	rewardpool admin    set|add|remove --id ID [--quantity N] [--weight W]
-//	rewardpool wal      dump|verify|repair [--data-dir ./data] [--pool default]
-//	rewardpool snapshot inspect [--data-dir ./data] [--pool default] [--file F]
+//	rewardpool serve    [--config FILE] [--listen ADDR] [--data-dir DIR]
+//	rewardpool draw     [--addr A] [--pool P] [--count N] [--key K]
+//	rewardpool state    [--addr A] [--pool P | --all]
+//	rewardpool admin    set|remove --id ID [--quantity N] [--weight W]
+//	rewardpool bench    [--addr A] [--mode unary|stream|http|redis] ...
+//	rewardpool wal      dump|verify|repair [--data-dir D] [--pool P]
+//	rewardpool snapshot inspect [--data-dir D] [--pool P] [--file F]
 //	rewardpool version
 package main
 
@@ -28,11 +29,13 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"draw", "[--count N] [--key K]", "draw from a pool and print the results as JSON", runDraw},
-		{"state", "", "print a pool's items and counters as JSON", runState},
-		{"admin", "set|add|remove --id ID [--quantity N] [--weight W]", "change an item (through the log)", runAdmin},
-		{"wal", "dump|verify|repair", "print, check or repair a pool's write-ahead log", runWAL},
-		{"snapshot", "inspect [--file F]", "print a snapshot as JSON", runSnapshot},
+		{"serve", "[--config F] [--listen A] [--data-dir D]", "run the server (gRPC + HTTP/JSON on one port)", runServe},
+		{"draw", "[--addr A] [--count N] [--key K]", "draw from a running server, print JSON", runDraw},
+		{"state", "[--addr A] [--pool P | --all]", "print a pool's items and counters as JSON", runState},
+		{"admin", "set|remove --id ID [--quantity N] [--weight W]", "add, change or remove an item (admin token)", runAdmin},
+		{"wal", "dump|verify|repair [--data-dir D] [--pool P]", "offline: print, check or repair a pool's log", runWAL},
+		{"snapshot", "inspect [--data-dir D] [--pool P]", "offline: print a snapshot as JSON", runSnapshot},
+		{"bench", "[--mode unary|stream|http|redis] [--concurrency N] [--duration D]", "load generator: draws/s and latency percentiles", runBench},
 		{"version", "", "print the version", func([]string, io.Writer) error { fmt.Println("rewardpool", version); return nil }},
 	}
 }
@@ -42,7 +45,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-9s %-48s %s\n", c.name, c.args, c.help)
 	}
-	fmt.Fprintln(w, "\nEvery command takes --data-dir (default ./data) and --pool (default \"default\").\nRun 'rewardpool <command> --help' for its flags.")
+	fmt.Fprintln(w, "\nClient commands take --addr (default 127.0.0.1:7070) and --token; offline tools take\n--data-dir (default ./data) and --pool (default \"default\") and must not run beside the server.\nRun 'rewardpool <command> --help' for its flags.")
 }
 
 func main() {

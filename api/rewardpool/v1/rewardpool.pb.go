@@ -1136,7 +1136,7 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\x04last\x18\x03 \x01(\bR\x04last\"\x10\n" +
 	"\x0ePromoteRequest\"'\n" +
 	"\x0fPromoteResponse\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch2\xab\x03\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch2\xb7\x04\n" +
 	"\n" +
 	"RewardPool\x12?\n" +
 	"\x04Draw\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse\x12I\n" +
@@ -1146,7 +1146,10 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\aGetPool\x12\x1d.rewardpool.v1.GetPoolRequest\x1a\x13.rewardpool.v1.Pool\x12=\n" +
 	"\aPutItem\x12\x1d.rewardpool.v1.PutItemRequest\x1a\x13.rewardpool.v1.Pool\x12C\n" +
 	"\n" +
-	"DeleteItem\x12 .rewardpool.v1.DeleteItemRequest\x1a\x13.rewardpool.v1.Pool2\xf3\x01\n" +
+	"DeleteItem\x12 .rewardpool.v1.DeleteItemRequest\x1a\x13.rewardpool.v1.Pool\x12?\n" +
+	"\x04Noop\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse\x12I\n" +
+	"\n" +
+	"NoopStream\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse(\x010\x012\xf3\x01\n" +
 	"\vReplication\x12H\n" +
 	"\tStreamWAL\x12\x1f.rewardpool.v1.StreamWALRequest\x1a\x18.rewardpool.v1.WALRecord0\x01\x12P\n" +
 	"\vGetSnapshot\x12!.rewardpool.v1.GetSnapshotRequest\x1a\x1c.rewardpool.v1.SnapshotChunk0\x01\x12H\n" +
@@ -1193,20 +1196,24 @@ var file_rewardpool_v1_rewardpool_proto_depIdxs = []int32{
 	7,  // 6: rewardpool.v1.RewardPool.GetPool:input_type -> rewardpool.v1.GetPoolRequest
 	8,  // 7: rewardpool.v1.RewardPool.PutItem:input_type -> rewardpool.v1.PutItemRequest
 	9,  // 8: rewardpool.v1.RewardPool.DeleteItem:input_type -> rewardpool.v1.DeleteItemRequest
-	10, // 9: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
-	12, // 10: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
-	14, // 11: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
-	2,  // 12: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
-	2,  // 13: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
-	6,  // 14: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
-	4,  // 15: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
-	4,  // 16: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
-	4,  // 17: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
-	11, // 18: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
-	13, // 19: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
-	15, // 20: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
-	12, // [12:21] is the sub-list for method output_type
-	3,  // [3:12] is the sub-list for method input_type
+	0,  // 9: rewardpool.v1.RewardPool.Noop:input_type -> rewardpool.v1.DrawRequest
+	0,  // 10: rewardpool.v1.RewardPool.NoopStream:input_type -> rewardpool.v1.DrawRequest
+	10, // 11: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
+	12, // 12: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
+	14, // 13: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
+	2,  // 14: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
+	2,  // 15: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
+	6,  // 16: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
+	4,  // 17: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
+	4,  // 18: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
+	4,  // 19: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
+	2,  // 20: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
+	2,  // 21: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
+	11, // 22: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
+	13, // 23: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
+	15, // 24: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
+	14, // [14:25] is the sub-list for method output_type
+	3,  // [3:14] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name

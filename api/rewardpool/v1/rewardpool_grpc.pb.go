@@ -55,6 +55,8 @@ const (
 	RewardPool_GetPool_FullMethodName    = "/rewardpool.v1.RewardPool/GetPool"
 	RewardPool_PutItem_FullMethodName    = "/rewardpool.v1.RewardPool/PutItem"
 	RewardPool_DeleteItem_FullMethodName = "/rewardpool.v1.RewardPool/DeleteItem"
+	RewardPool_Noop_FullMethodName       = "/rewardpool.v1.RewardPool/Noop"
+	RewardPool_NoopStream_FullMethodName = "/rewardpool.v1.RewardPool/NoopStream"
 )
 
 // RewardPoolClient is the client API for RewardPool service.
@@ -111,6 +113,14 @@ type RewardPoolClient interface {
 	// FAILED_PRECONDITION on a replica; UNAUTHENTICATED without the admin
 	// token when one is configured.
 	DeleteItem(ctx context.Context, in *DeleteItemRequest, opts ...grpc.CallOption) (*Pool, error)
+	// Noop validates a DrawRequest like Draw (the pool must exist) and answers
+	// with one placeholder draw per requested count (request_id 0, item_id
+	// "noop") without drawing or logging anything. It exists to measure the
+	// transport's own floor with the same client and message sizes; it is
+	// guarded like Draw.
+	Noop(ctx context.Context, in *DrawRequest, opts ...grpc.CallOption) (*DrawResponse, error)
+	// NoopStream is Noop over a bidirectional stream, the floor of DrawStream.
+	NoopStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DrawRequest, DrawResponse], error)
 }
 
 type rewardPoolClient struct {
@@ -184,6 +194,29 @@ func (c *rewardPoolClient) DeleteItem(ctx context.Context, in *DeleteItemRequest
 	return out, nil
 }
 
+func (c *rewardPoolClient) Noop(ctx context.Context, in *DrawRequest, opts ...grpc.CallOption) (*DrawResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrawResponse)
+	err := c.cc.Invoke(ctx, RewardPool_Noop_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rewardPoolClient) NoopStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DrawRequest, DrawResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RewardPool_ServiceDesc.Streams[1], RewardPool_NoopStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DrawRequest, DrawResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RewardPool_NoopStreamClient = grpc.BidiStreamingClient[DrawRequest, DrawResponse]
+
 // RewardPoolServer is the server API for RewardPool service.
 // All implementations must embed UnimplementedRewardPoolServer
 // for forward compatibility.
@@ -238,6 +271,14 @@ type RewardPoolServer interface {
 	// FAILED_PRECONDITION on a replica; UNAUTHENTICATED without the admin
 	// token when one is configured.
 	DeleteItem(context.Context, *DeleteItemRequest) (*Pool, error)
+	// Noop validates a DrawRequest like Draw (the pool must exist) and answers
+	// with one placeholder draw per requested count (request_id 0, item_id
+	// "noop") without drawing or logging anything. It exists to measure the
+	// transport's own floor with the same client and message sizes; it is
+	// guarded like Draw.
+	Noop(context.Context, *DrawRequest) (*DrawResponse, error)
+	// NoopStream is Noop over a bidirectional stream, the floor of DrawStream.
+	NoopStream(grpc.BidiStreamingServer[DrawRequest, DrawResponse]) error
 	mustEmbedUnimplementedRewardPoolServer()
 }
 
@@ -265,6 +306,12 @@ func (UnimplementedRewardPoolServer) PutItem(context.Context, *PutItemRequest) (
 }
 func (UnimplementedRewardPoolServer) DeleteItem(context.Context, *DeleteItemRequest) (*Pool, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteItem not implemented")
+}
+func (UnimplementedRewardPoolServer) Noop(context.Context, *DrawRequest) (*DrawResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Noop not implemented")
+}
+func (UnimplementedRewardPoolServer) NoopStream(grpc.BidiStreamingServer[DrawRequest, DrawResponse]) error {
+	return status.Error(codes.Unimplemented, "method NoopStream not implemented")
 }
 func (UnimplementedRewardPoolServer) mustEmbedUnimplementedRewardPoolServer() {}
 func (UnimplementedRewardPoolServer) testEmbeddedByValue()                    {}
@@ -384,6 +431,31 @@ func _RewardPool_DeleteItem_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RewardPool_Noop_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrawRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RewardPoolServer).Noop(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RewardPool_Noop_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RewardPoolServer).Noop(ctx, req.(*DrawRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RewardPool_NoopStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RewardPoolServer).NoopStream(&grpc.GenericServerStream[DrawRequest, DrawResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RewardPool_NoopStreamServer = grpc.BidiStreamingServer[DrawRequest, DrawResponse]
+
 // RewardPool_ServiceDesc is the grpc.ServiceDesc for RewardPool service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -411,11 +483,21 @@ var RewardPool_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "DeleteItem",
 			Handler:    _RewardPool_DeleteItem_Handler,
 		},
+		{
+			MethodName: "Noop",
+			Handler:    _RewardPool_Noop_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "DrawStream",
 			Handler:       _RewardPool_DrawStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "NoopStream",
+			Handler:       _RewardPool_NoopStream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rewardpool/rewardpool/internal/config"
+	"github.com/rewardpool/rewardpool/internal/server"
+)
+
+func runServe(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "YAML (or JSON) config file; without one, serve the built-in demo pool \"default\"")
+	listen := fs.String("listen", "", "address to listen on, overrides the config (default 127.0.0.1:7070)")
+	dataDir := fs.String("data-dir", "", "data directory, overrides the config (default ./data)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: rewardpool serve [--config FILE] [--listen ADDR] [--data-dir DIR]\n\n"+
+			"Serves gRPC (h2c) and HTTP/JSON on one port. SIGINT/SIGTERM: stop accepting, finish\n"+
+			"in-flight requests, fsync, snapshot, exit 0.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cfg *config.Config
+	var err error
+	if *cfgPath != "" {
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			return err
+		}
+	} else {
+		cfg = config.Default()
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := newLogger(cfg)
+	if *cfgPath == "" {
+		log.Info("rewardpool: no --config given; serving the built-in demo pool", "pool", "default", "data_dir", cfg.DataDir)
+	}
+
+	srv := server.New(cfg, log, version)
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	recovered := make(chan error, 1)
+	go func() { recovered <- srv.Recover() }()
+	select {
+	case err := <-recovered:
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return err
+		}
+	case s := <-sig:
+		log.Info("rewardpool: signal during recovery; stopping", "signal", s.String())
+		if err := <-recovered; err != nil {
+			return errors.Join(err, srv.Shutdown(context.Background()))
+		}
+		return shutdown(srv, cfg, log)
+	}
+	s := <-sig
+	log.Info("rewardpool: shutting down", "signal", s.String(), "timeout", time.Duration(cfg.ShutdownTimeout))
+	return shutdown(srv, cfg, log)
+}
+
+func shutdown(srv *server.Server, cfg *config.Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

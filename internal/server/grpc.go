@@ -1,0 +1,239 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/rewardpool/rewardpool"
+	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// grpcService implements rewardpool.v1.RewardPool over the service layer.
+type grpcService struct {
+	rpv1.UnimplementedRewardPoolServer
+	s *Server
+}
+
+// methodAccess says what each RPC needs; anything not listed (health,
+// reflection) is public.
+var methodAccess = map[string]access{
+	rpv1.RewardPool_Draw_FullMethodName:       accessClient,
+	rpv1.RewardPool_DrawStream_FullMethodName: accessClient,
+	rpv1.RewardPool_Noop_FullMethodName:       accessClient,
+	rpv1.RewardPool_NoopStream_FullMethodName: accessClient,
+	rpv1.RewardPool_ListPools_FullMethodName:  accessClient,
+	rpv1.RewardPool_GetPool_FullMethodName:    accessClient,
+	rpv1.RewardPool_PutItem_FullMethodName:    accessAdmin,
+	rpv1.RewardPool_DeleteItem_FullMethodName: accessAdmin,
+}
+
+func (s *Server) authorizeGRPC(ctx context.Context, method string) error {
+	level := methodAccess[method]
+	if level == accessPublic {
+		return nil
+	}
+	var token string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("authorization"); len(v) > 0 {
+			token = bearer(v[0])
+		}
+	}
+	if err := s.auth.check(level, token); err != nil {
+		return toStatus(err)
+	}
+	return nil
+}
+
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.authorizeGRPC(ctx, info.FullMethod); err != nil {
+		s.metrics.requests.WithLabelValues("grpc", codes.Unauthenticated.String()).Inc()
+		return nil, err
+	}
+	resp, err := handler(ctx, req)
+	s.metrics.requests.WithLabelValues("grpc", status.Code(err).String()).Inc()
+	return resp, err
+}
+
+func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.authorizeGRPC(ss.Context(), info.FullMethod); err != nil {
+		s.metrics.requests.WithLabelValues("grpc_stream", codes.Unauthenticated.String()).Inc()
+		return err
+	}
+	err := handler(srv, ss)
+	s.metrics.requests.WithLabelValues("grpc_stream", status.Code(err).String()).Inc()
+	return err
+}
+
+// toStatus turns a service error into a gRPC status.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	se := asError(err)
+	return status.Error(se.Code, se.Message)
+}
+
+// draw is the one draw path both gRPC methods use.
+func (g *grpcService) draw(ctx context.Context, req *rpv1.DrawRequest, transport string) (*rpv1.DrawResponse, error) {
+	start := time.Now()
+	res, err := g.s.draw(ctx, req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey(), true)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	g.s.observeDraw(req.GetPool(), transport, start, res)
+	return drawResponse(res), nil
+}
+
+func drawResponse(res []rewardpool.DrawResult) *rpv1.DrawResponse {
+	out := &rpv1.DrawResponse{Draws: make([]*rpv1.Draw, len(res))}
+	for i, r := range res {
+		out.Draws[i] = &rpv1.Draw{RequestId: r.RequestID, ItemId: r.ItemID, Error: drawOutcome(r)}
+	}
+	return out
+}
+
+func (g *grpcService) Draw(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
+	return g.draw(ctx, req, "grpc")
+}
+
+func (g *grpcService) Noop(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
+	res, err := g.s.noop(req.GetPool(), int64(req.GetCount()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return drawResponse(res), nil
+}
+
+func (g *grpcService) DrawStream(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse]) error {
+	return pipeline(stream, func(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
+		return g.draw(ctx, req, "grpc_stream")
+	})
+}
+
+func (g *grpcService) NoopStream(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse]) error {
+	return pipeline(stream, func(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
+		return g.Noop(ctx, req)
+	})
+}
+
+// streamWindow bounds how many requests of one stream are in flight at once.
+const streamWindow = 256
+
+// pipeline serves a bidirectional draw stream. Requests are started as they
+// arrive, so a client that sends without waiting gets them group-committed
+// together, and answers go back strictly in request order. The first
+// request that fails ends the stream with its status, after the answers
+// before it; later requests may already have been performed, which is why
+// clients retrying after a broken stream should use idempotency keys.
+func pipeline(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse],
+	do func(context.Context, *rpv1.DrawRequest) (*rpv1.DrawResponse, error)) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	type pending struct {
+		done chan struct{}
+		resp *rpv1.DrawResponse
+		err  error
+	}
+	queue := make(chan *pending, streamWindow)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			p := &pending{done: make(chan struct{})}
+			select {
+			case queue <- p:
+			case <-ctx.Done():
+				recvErr <- ctx.Err()
+				return
+			}
+			go func() {
+				p.resp, p.err = do(ctx, req)
+				close(p.done)
+			}()
+		}
+	}()
+	for p := range queue {
+		<-p.done
+		if p.err != nil {
+			cancel()
+			for range queue { // let the receiver stop
+			}
+			return p.err
+		}
+		if err := stream.Send(p.resp); err != nil {
+			cancel()
+			for range queue {
+			}
+			return err
+		}
+	}
+	if err := <-recvErr; err != nil && !isEOF(err) {
+		return err
+	}
+	return nil
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+func (g *grpcService) ListPools(ctx context.Context, _ *rpv1.ListPoolsRequest) (*rpv1.ListPoolsResponse, error) {
+	views, err := g.s.listPools(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &rpv1.ListPoolsResponse{}
+	for _, v := range views {
+		out.Pools = append(out.Pools, poolProto(v))
+	}
+	return out, nil
+}
+
+func (g *grpcService) GetPool(ctx context.Context, req *rpv1.GetPoolRequest) (*rpv1.Pool, error) {
+	v, err := g.s.getPool(ctx, req.GetPool())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return poolProto(v), nil
+}
+
+func (g *grpcService) PutItem(ctx context.Context, req *rpv1.PutItemRequest) (*rpv1.Pool, error) {
+	var units *uint64
+	if req.Weight != nil {
+		u, err := weightUnits(*req.Weight)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		units = &u
+	}
+	v, err := g.s.putItem(ctx, req.GetPool(), req.GetItemId(), req.Quantity, units)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return poolProto(v), nil
+}
+
+func (g *grpcService) DeleteItem(ctx context.Context, req *rpv1.DeleteItemRequest) (*rpv1.Pool, error) {
+	v, err := g.s.deleteItem(ctx, req.GetPool(), req.GetItemId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return poolProto(v), nil
+}
+
+func poolProto(v poolView) *rpv1.Pool {
+	p := &rpv1.Pool{Name: v.Name, LastRequestId: v.State.LastRequestID, Seq: v.State.Seq, Epoch: v.State.Epoch}
+	for _, it := range v.State.Items {
+		p.Items = append(p.Items, &rpv1.Item{Id: it.ID, Quantity: it.Quantity, Weight: float64(it.Weight) / rewardpool.WeightUnit})
+	}
+	return p
+}

@@ -1,0 +1,439 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rewardpool/rewardpool"
+	"github.com/rewardpool/rewardpool/pool"
+	"google.golang.org/grpc/codes"
+)
+
+// routes is the HTTP/JSON API: the same service layer as gRPC.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/pools/{pool}/draw", s.guard(accessClient, s.handleDraw))
+	mux.HandleFunc("POST /v1/noop/{pool}", s.guard(accessClient, s.handleNoop))
+	mux.HandleFunc("GET /v1/pools", s.guard(accessClient, s.handleListPools))
+	mux.HandleFunc("GET /v1/pools/{pool}", s.guard(accessClient, s.handleGetPool))
+	mux.HandleFunc("PUT /v1/pools/{pool}/items/{item}", s.guard(accessAdmin, s.handlePutItem))
+	mux.HandleFunc("DELETE /v1/pools/{pool}/items/{item}", s.guard(accessAdmin, s.handleDeleteItem))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, []byte(`{"status":"not ready"}`))
+			return
+		}
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, errorf(codes.NotFound, nil, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// guard checks the bearer token and bounds the request body.
+func (s *Server) guard(level access, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.auth.check(level, bearer(r.Header.Get("Authorization"))); err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rewardpool"`)
+			s.writeError(w, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, int64(s.cfg.Limits.MaxBodyBytes))
+		h(w, r)
+	}
+}
+
+// httpStatus maps service codes to HTTP statuses.
+func httpStatus(c codes.Code) int {
+	switch c {
+	case codes.OK:
+		return http.StatusOK
+	case codes.InvalidArgument, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
+		return http.StatusConflict
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.ResourceExhausted:
+		return http.StatusRequestEntityTooLarge
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	case codes.Canceled:
+		return 499 // client closed request
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// codeName is the JSON name of a code: "INVALID_ARGUMENT", like gRPC's.
+func codeName(c codes.Code) string {
+	switch c {
+	case codes.InvalidArgument:
+		return "INVALID_ARGUMENT"
+	case codes.NotFound:
+		return "NOT_FOUND"
+	case codes.AlreadyExists:
+		return "ALREADY_EXISTS"
+	case codes.FailedPrecondition:
+		return "FAILED_PRECONDITION"
+	case codes.Unauthenticated:
+		return "UNAUTHENTICATED"
+	case codes.PermissionDenied:
+		return "PERMISSION_DENIED"
+	case codes.ResourceExhausted:
+		return "RESOURCE_EXHAUSTED"
+	case codes.Unavailable:
+		return "UNAVAILABLE"
+	case codes.Canceled:
+		return "CANCELLED"
+	case codes.DeadlineExceeded:
+		return "DEADLINE_EXCEEDED"
+	case codes.OutOfRange:
+		return "OUT_OF_RANGE"
+	}
+	return "INTERNAL"
+}
+
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	se := asError(err)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		se = errorf(codes.ResourceExhausted, err, "request body is larger than %d bytes", tooBig.Limit)
+	}
+	s.metrics.requests.WithLabelValues("http", se.Code.String()).Inc()
+	b := []byte(`{"code":`)
+	b = appendJSONString(b, codeName(se.Code))
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, se.Message)
+	b = append(b, '}')
+	writeJSON(w, httpStatus(se.Code), b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// readBody reads the (size-limited) body; errors are 413 or 400.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, err
+		}
+		return nil, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, "reading body: %v", err)
+	}
+	return b, nil
+}
+
+// drawBody is a parsed draw request body.
+type drawBody struct {
+	Count int64 // 1 when absent
+	Key   string
+}
+
+// parseDrawBody parses {"count": N, "idempotency_key": "..."}; both fields
+// are optional, an empty body means one draw. count may be a JSON number or
+// a string holding one (as protojson writes 64-bit integers). Errors name
+// the field and are INVALID_ARGUMENT.
+func parseDrawBody(b []byte) (drawBody, error) {
+	out := drawBody{Count: 1}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return out, nil
+	}
+	fields, err := parseObject(b)
+	if err != nil {
+		return out, err
+	}
+	for name, raw := range fields {
+		switch name {
+		case "count":
+			n, err := parseInt(raw)
+			if err != nil {
+				return out, invalid("count: %v", err)
+			}
+			out.Count = n
+		case "idempotency_key":
+			if err := json.Unmarshal(raw, &out.Key); err != nil {
+				return out, invalid("idempotency_key: want a string")
+			}
+		default:
+			return out, invalid("unknown field %q (want count, idempotency_key)", name)
+		}
+	}
+	return out, nil
+}
+
+func invalid(format string, args ...any) error {
+	return errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, format, args...)
+}
+
+// parseObject decodes a JSON object into its raw fields, rejecting
+// anything else (arrays, trailing data, duplicate keys).
+func parseObject(b []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return nil, invalid("body: want a JSON object")
+	}
+	fields := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, invalid("body: malformed JSON: %v", err)
+		}
+		name, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, invalid("body: malformed JSON at %q: %v", name, err)
+		}
+		if _, dup := fields[name]; dup {
+			return nil, invalid("%s: given twice", name)
+		}
+		fields[name] = raw
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, invalid("body: malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, invalid("body: trailing data after the JSON object")
+	}
+	return fields, nil
+}
+
+// parseInt reads a JSON integer, or a string holding one.
+func parseInt(raw json.RawMessage) (int64, error) {
+	s := string(raw)
+	if len(s) >= 2 && s[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, fmt.Errorf("want an integer")
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("want an integer, got %s", raw)
+	}
+	return n, nil
+}
+
+func (s *Server) handleDraw(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	b, err := readBody(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	body, err := parseDrawBody(b)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	pool := r.PathValue("pool")
+	res, err := s.draw(r.Context(), pool, body.Count, body.Key, false)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.observeDraw(pool, "http", start, res)
+	s.metrics.requests.WithLabelValues("http", "OK").Inc()
+	writeJSON(w, http.StatusOK, appendDraws(make([]byte, 0, 64+48*len(res)), res))
+}
+
+func (s *Server) handleNoop(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	body, err := parseDrawBody(b)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	res, err := s.noop(r.PathValue("pool"), body.Count)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, appendDraws(make([]byte, 0, 64+48*len(res)), res))
+}
+
+// appendDraws writes {"draws":[{"request_id":101,"item_id":"gold"},...]}.
+func appendDraws(b []byte, res []rewardpool.DrawResult) []byte {
+	b = append(b, `{"draws":[`...)
+	for i, r := range res {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"request_id":`...)
+		b = strconv.AppendUint(b, r.RequestID, 10)
+		if out := drawOutcome(r); out != "" {
+			b = append(b, `,"error":`...)
+			b = appendJSONString(b, out)
+		} else {
+			b = append(b, `,"item_id":`...)
+			b = appendJSONString(b, r.ItemID)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+func appendPool(b []byte, v poolView) []byte {
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, v.Name)
+	b = append(b, `,"last_request_id":`...)
+	b = strconv.AppendUint(b, v.State.LastRequestID, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, v.State.Seq, 10)
+	b = append(b, `,"epoch":`...)
+	b = strconv.AppendUint(b, v.State.Epoch, 10)
+	b = append(b, `,"items":[`...)
+	for i, it := range v.State.Items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":`...)
+		b = appendJSONString(b, it.ID)
+		b = append(b, `,"quantity":`...)
+		b = strconv.AppendInt(b, it.Quantity, 10)
+		b = append(b, `,"weight":`...)
+		b = append(b, pool.FormatWeight(it.Weight)...)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+func (s *Server) handleListPools(w http.ResponseWriter, r *http.Request) {
+	views, err := s.listPools(r.Context())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	b := []byte(`{"pools":[`)
+	for i, v := range views {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendPool(b, v)
+	}
+	writeJSON(w, http.StatusOK, append(b, "]}"...))
+}
+
+func (s *Server) handleGetPool(w http.ResponseWriter, r *http.Request) {
+	v, err := s.getPool(r.Context(), r.PathValue("pool"))
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, appendPool(nil, v))
+}
+
+// handlePutItem takes {"quantity": N, "weight": W}; on an existing item
+// either may be left out. The weight is read from its literal JSON text, so
+// 0.1 is exactly 100000 units.
+func (s *Server) handlePutItem(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	fields, err := parseObject(b)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	var quantity *int64
+	var weight *uint64
+	for name, raw := range fields {
+		switch name {
+		case "quantity":
+			n, err := parseInt(raw)
+			if err != nil {
+				s.writeError(w, invalid("quantity: %v", err))
+				return
+			}
+			quantity = &n
+		case "weight":
+			text := string(raw)
+			if len(text) >= 2 && text[0] == '"' {
+				json.Unmarshal(raw, &text)
+			}
+			u, err := pool.ParseWeight(text)
+			if err != nil {
+				s.writeError(w, errorf(codes.InvalidArgument, rewardpool.ErrInvalidItem, "weight: %v", err))
+				return
+			}
+			weight = &u
+		default:
+			s.writeError(w, invalid("unknown field %q (want quantity, weight)", name))
+			return
+		}
+	}
+	v, err := s.putItem(r.Context(), r.PathValue("pool"), r.PathValue("item"), quantity, weight)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, appendPool(nil, v))
+}
+
+func (s *Server) handleDeleteItem(w http.ResponseWriter, r *http.Request) {
+	v, err := s.deleteItem(r.Context(), r.PathValue("pool"), r.PathValue("item"))
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, appendPool(nil, v))
+}
+
+// appendJSONString appends s as a JSON string literal.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,177 @@
+package server
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rewardpool/rewardpool"
+)
+
+// metrics holds the server's Prometheus collectors, in a registry of its
+// own so tests can run several servers in one process.
+type metrics struct {
+	reg *prometheus.Registry
+
+	draws       *prometheus.CounterVec   // pool, item, result
+	drawLatency *prometheus.HistogramVec // pool, transport
+	requests    *prometheus.CounterVec   // transport, code
+
+	batchSize    *prometheus.HistogramVec // pool
+	fsync        *prometheus.HistogramVec // pool
+	snapshotTime *prometheus.HistogramVec // pool
+
+	// drawCounters caches the per-(pool, item, result) children, so a draw
+	// costs a map lookup, not a label hash.
+	mu           sync.RWMutex
+	drawCounters map[drawKey]prometheus.Counter
+}
+
+type drawKey struct{ pool, item, result string }
+
+func newMetrics(version string) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		draws: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewardpool_draws_total",
+			Help: "Draws answered, by pool, item and result (ok, pool_empty).",
+		}, []string{"pool", "item", "result"}),
+		drawLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rewardpool_draw_duration_seconds",
+			Help:    "Time from receiving a draw request to its durable answer.",
+			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16), // 25µs .. ~0.8s
+		}, []string{"pool", "transport"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rewardpool_requests_total",
+			Help: "API requests by transport and result code.",
+		}, []string{"transport", "code"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rewardpool_batch_draws",
+			Help:    "Draws per group commit (one write and one fsync).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 17), // 1 .. 65536
+		}, []string{"pool"}),
+		fsync: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rewardpool_wal_fsync_duration_seconds",
+			Help:    "Latency of fsyncs of the write-ahead log.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 16), // 10µs .. ~0.3s
+		}, []string{"pool"}),
+		snapshotTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rewardpool_snapshot_duration_seconds",
+			Help:    "Time to write a snapshot (encode, write, fsync, rename).",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14), // 1ms .. ~8s
+		}, []string{"pool"}),
+		drawCounters: map[drawKey]prometheus.Counter{},
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rewardpool_build_info",
+		Help: "Build information; the value is always 1.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	m.reg.MustRegister(m.draws, m.drawLatency, m.requests, m.batchSize, m.fsync, m.snapshotTime, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// countDraws counts the results of one answered request.
+func (m *metrics) countDraws(pool string, res []rewardpool.DrawResult) {
+	for _, r := range res {
+		key := drawKey{pool, r.ItemID, "ok"}
+		if r.Err != nil {
+			key = drawKey{pool, "", "pool_empty"}
+		}
+		m.mu.RLock()
+		c, ok := m.drawCounters[key]
+		m.mu.RUnlock()
+		if !ok {
+			c = m.draws.WithLabelValues(key.pool, key.item, key.result)
+			m.mu.Lock()
+			m.drawCounters[key] = c
+			m.mu.Unlock()
+		}
+		c.Inc()
+	}
+}
+
+// observer adapts one pool's engine measurements to the histograms.
+type observer struct {
+	batch, fsync, snapshot prometheus.Observer
+}
+
+func (m *metrics) observer(pool string) *observer {
+	return &observer{
+		batch:    m.batchSize.WithLabelValues(pool),
+		fsync:    m.fsync.WithLabelValues(pool),
+		snapshot: m.snapshotTime.WithLabelValues(pool),
+	}
+}
+
+func (o *observer) Batch(requests, draws, records int) {
+	if draws > 0 {
+		o.batch.Observe(float64(draws))
+	}
+}
+func (o *observer) Sync(took time.Duration, err error) { o.fsync.Observe(took.Seconds()) }
+func (o *observer) Snapshot(seq uint64, took time.Duration, err error) {
+	if err == nil {
+		o.snapshot.Observe(took.Seconds())
+	}
+}
+
+// poolCollector reads each engine's counters and state at scrape time:
+// remaining quantity per item, last request id, seq, WAL bytes, fsyncs.
+type poolCollector struct {
+	pools func() *pools
+
+	remaining, lastID, seq, walBytes, syncs, snapshots, records *prometheus.Desc
+}
+
+func newPoolCollector(p func() *pools) *poolCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &poolCollector{
+		pools:     p,
+		remaining: d("rewardpool_item_remaining", "Remaining quantity per item (-1 = unlimited).", "pool", "item"),
+		lastID:    d("rewardpool_last_request_id", "Last request id handed out.", "pool"),
+		seq:       d("rewardpool_wal_seq", "Sequence number of the last log record.", "pool"),
+		walBytes:  d("rewardpool_wal_bytes_total", "Record bytes appended to the write-ahead log since start.", "pool"),
+		syncs:     d("rewardpool_wal_fsyncs_total", "Fsyncs of the write-ahead log since start.", "pool"),
+		snapshots: d("rewardpool_snapshots_total", "Snapshots written since start.", "pool"),
+		records:   d("rewardpool_wal_records_total", "Log records written since start.", "pool"),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.remaining, c.lastID, c.seq, c.walBytes, c.syncs, c.snapshots, c.records} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	p := c.pools()
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, name := range p.names {
+		e := p.engines[name]
+		stats := e.Stats()
+		ch <- prometheus.MustNewConstMetric(c.walBytes, prometheus.CounterValue, float64(stats.WALBytes), name)
+		ch <- prometheus.MustNewConstMetric(c.syncs, prometheus.CounterValue, float64(stats.Syncs), name)
+		ch <- prometheus.MustNewConstMetric(c.snapshots, prometheus.CounterValue, float64(stats.Snapshots), name)
+		ch <- prometheus.MustNewConstMetric(c.records, prometheus.CounterValue, float64(stats.Records), name)
+		st, err := e.State(ctx)
+		if err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.lastID, prometheus.GaugeValue, float64(st.LastRequestID), name)
+		ch <- prometheus.MustNewConstMetric(c.seq, prometheus.GaugeValue, float64(st.Seq), name)
+		for _, it := range st.Items {
+			ch <- prometheus.MustNewConstMetric(c.remaining, prometheus.GaugeValue, float64(it.Quantity), name, it.ID)
+		}
+	}
+}

@@ -1,0 +1,255 @@
+// Package server serves rewardpool engines over gRPC and HTTP/JSON on one
+// port, with Prometheus metrics, health checks and bearer-token auth.
+//
+// Both transports call the same service layer (service.go), so a draw means
+// the same thing and fails with the same code whichever way it arrives.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rewardpool/rewardpool"
+	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"github.com/rewardpool/rewardpool/internal/config"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// Server is one rewardpool node: its pools and the listener serving them.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	version string
+	auth    *authorizer
+	metrics *metrics
+
+	pools atomic.Pointer[pools] // nil until recovery has finished
+	ready atomic.Bool
+
+	health *health.Server
+	grpc   *grpc.Server
+	http   *http.Server
+	ln     net.Listener
+	mux    *connMux
+	wg     sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New builds a server for cfg. Nothing listens or opens until Listen and
+// Recover.
+func New(cfg *config.Config, log *slog.Logger, version string) *Server {
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		version: version,
+		auth:    newAuthorizer(cfg.AdminToken, cfg.ClientToken),
+		metrics: newMetrics(version),
+		health:  health.NewServer(),
+	}
+	s.metrics.reg.MustRegister(newPoolCollector(s.pools.Load))
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)),
+	)
+	rpv1.RegisterRewardPoolServer(s.grpc, &grpcService{s: s})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Listen opens the configured address and starts serving. Until Recover
+// finishes, /healthz answers, /readyz and the API answer 503.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	if s.cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("server: load TLS certificate: %w", err)
+		}
+		// With TLS, ALPN negotiates h2 for gRPC and HTTP/JSON clients alike,
+		// so one net/http server takes both and hands gRPC on by content type.
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"}}
+		inner := s.http.Handler
+		s.http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				s.grpc.ServeHTTP(w, r)
+				return
+			}
+			inner.ServeHTTP(w, r)
+		})
+		s.goServe("https", func() error { return s.http.Serve(tls.NewListener(ln, s.http.TLSConfig)) })
+	} else {
+		s.mux = newConnMux(ln)
+		s.goServe("grpc", func() error { return s.grpc.Serve(s.mux.grpc) })
+		s.goServe("http", func() error { return s.http.Serve(s.mux.http1) })
+		s.goServe("mux", func() error { s.mux.serve(); return nil })
+	}
+	s.log.Info("rewardpool: listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS.CertFile != "",
+		"version", s.version)
+	return nil
+}
+
+func (s *Server) goServe(name string, serve func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) &&
+			!errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("rewardpool: server stopped", "server", name, "err", err)
+		}
+	}()
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Recover opens every configured pool (snapshot + log replay), then marks
+// the server ready. A pool that fails to open stops the start: serving a
+// node with a pool missing would answer NOT_FOUND for it, which clients
+// would take for a configuration fact.
+func (s *Server) Recover() error {
+	start := time.Now()
+	engines := map[string]*rewardpool.Engine{}
+	for _, p := range s.cfg.Pools {
+		dir := filepath.Join(s.cfg.DataDir, p.Name)
+		_, statErr := os.Stat(filepath.Join(dir, "wal"))
+		o := s.cfg.EngineOptions(p)
+		o.Logger = s.log.With("pool", p.Name)
+		o.Observer = s.metrics.observer(p.Name)
+		e, err := rewardpool.Open(dir, o)
+		if err != nil {
+			for _, open := range engines {
+				open.Close()
+			}
+			return fmt.Errorf("server: open pool %q: %w", p.Name, err)
+		}
+		engines[p.Name] = e
+		if statErr == nil {
+			s.warnIfConfigDiffers(p.Name, e, o.Items)
+		}
+	}
+	s.pools.Store(newPools(engines))
+	s.ready.Store(true)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(rpv1.RewardPool_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.log.Info("rewardpool: ready", "pools", len(engines), "took", time.Since(start))
+	return nil
+}
+
+// warnIfConfigDiffers tells the operator when the config's catalog no
+// longer matches the pool's state: the state wins (it holds every draw and
+// admin change since), and the config only seeds new pools.
+func (s *Server) warnIfConfigDiffers(name string, e *rewardpool.Engine, items []rewardpool.Item) {
+	st, err := e.State(context.Background())
+	if err != nil {
+		return
+	}
+	cur := map[string]rewardpool.Item{}
+	for _, it := range st.Items {
+		cur[it.ID] = it
+	}
+	var diffs []string
+	for _, it := range items {
+		c, ok := cur[it.ID]
+		switch {
+		case !ok:
+			diffs = append(diffs, it.ID+": in config, not in state")
+		case c.Weight != it.Weight:
+			diffs = append(diffs, it.ID+": weight differs")
+		}
+		delete(cur, it.ID)
+	}
+	for id := range cur {
+		diffs = append(diffs, id+": in state, not in config")
+	}
+	if len(diffs) > 0 {
+		slices.Sort(diffs)
+		s.log.Warn("rewardpool: config and stored state differ; the stored state is used, change it through the admin API",
+			"pool", name, "differences", strings.Join(diffs, "; "))
+	}
+}
+
+// Shutdown stops accepting, lets in-flight requests finish (until ctx
+// expires, then cuts them), and closes every engine: each fsyncs its log
+// and writes a final snapshot.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	start := time.Now()
+	s.ready.Store(false)
+	s.health.Shutdown()
+	if s.mux != nil {
+		s.mux.Close()
+	}
+	httpErr := s.http.Shutdown(ctx)
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.grpc.Stop() // in-flight streams past the deadline are cut
+		<-stopped
+	}
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.wg.Wait()
+	var errs []error
+	if httpErr != nil && !errors.Is(httpErr, context.DeadlineExceeded) {
+		errs = append(errs, httpErr)
+	}
+	if p := s.pools.Load(); p != nil {
+		for _, name := range p.names {
+			if err := p.engines[name].Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close pool %q: %w", name, err))
+			}
+		}
+	}
+	s.log.Info("rewardpool: stopped", "took", time.Since(start))
+	return errors.Join(errs...)
+}
+
+// pool returns the engine for name, or the error to answer with.
+func (s *Server) pool(name string) (*rewardpool.Engine, error) {
+	p := s.pools.Load()
+	if p == nil || !s.ready.Load() {
+		return nil, errorf(codes.Unavailable, ErrNotReady, "server is not ready (recovering or shutting down)")
+	}
+	return p.get(name)
+}

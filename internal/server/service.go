@@ -1,0 +1,273 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/rewardpool/rewardpool"
+	"github.com/rewardpool/rewardpool/pool"
+	"google.golang.org/grpc/codes"
+)
+
+// Error is a service error with the code both transports map from: a gRPC
+// code, an HTTP status and the stable name used in JSON bodies.
+type Error struct {
+	Code    codes.Code
+	Message string
+	Err     error // the cause, for errors.Is
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(code codes.Code, cause error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: cause}
+}
+
+// Sentinels for failures the service layer finds itself.
+var (
+	ErrUnknownPool  = errors.New("unknown pool")
+	ErrNotReady     = errors.New("server is recovering")
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// asError maps any error from the engine or the service to an *Error.
+func asError(err error) *Error {
+	var se *Error
+	if errors.As(err, &se) {
+		return se
+	}
+	switch {
+	case errors.Is(err, rewardpool.ErrInvalidRequest), errors.Is(err, rewardpool.ErrInvalidItem):
+		return errorf(codes.InvalidArgument, err, "%v", err)
+	case errors.Is(err, rewardpool.ErrUnknownItem):
+		return errorf(codes.NotFound, err, "%v", err)
+	case errors.Is(err, rewardpool.ErrDuplicateItem):
+		return errorf(codes.AlreadyExists, err, "%v", err)
+	case errors.Is(err, rewardpool.ErrWAL):
+		return errorf(codes.Unavailable, err, "%v", err)
+	case errors.Is(err, rewardpool.ErrClosed):
+		return errorf(codes.Unavailable, err, "server is shutting down")
+	case errors.Is(err, context.Canceled):
+		return errorf(codes.Canceled, err, "request cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return errorf(codes.DeadlineExceeded, err, "deadline exceeded")
+	}
+	return errorf(codes.Internal, err, "%v", err)
+}
+
+// pools is the set of open engines by name. It is built once recovery has
+// finished and never changes afterwards, so reads need no lock.
+type pools struct {
+	names   []string
+	engines map[string]*rewardpool.Engine
+}
+
+func (p *pools) get(name string) (*rewardpool.Engine, error) {
+	e, ok := p.engines[name]
+	if !ok {
+		return nil, errorf(codes.NotFound, ErrUnknownPool, "pool %q not found", name)
+	}
+	return e, nil
+}
+
+func newPools(m map[string]*rewardpool.Engine) *pools {
+	p := &pools{engines: m}
+	for name := range m {
+		p.names = append(p.names, name)
+	}
+	sort.Strings(p.names)
+	return p
+}
+
+// drawOutcome names the result of one draw in JSON and in metrics.
+func drawOutcome(r rewardpool.DrawResult) string {
+	if r.Err == nil {
+		return ""
+	}
+	if errors.Is(r.Err, rewardpool.ErrPoolEmpty) {
+		return "POOL_EMPTY"
+	}
+	return "ERROR"
+}
+
+// checkCount validates a draw count against the configured maximum; 0 is
+// not accepted here because the transports turn "absent" into 1 first.
+func checkCount(count int64, maxCount int) error {
+	if count <= 0 || count > int64(maxCount) {
+		return errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest,
+			"count: %d is outside 1..%d", count, maxCount)
+	}
+	return nil
+}
+
+// weightUnits converts an API weight (a JSON/proto double with up to 6
+// decimal places) to exact integer units. The shortest decimal that
+// round-trips the double is what the client wrote, so "0.1" stays exact.
+func weightUnits(w float64) (uint64, error) {
+	if w <= 0 {
+		return 0, errorf(codes.InvalidArgument, rewardpool.ErrInvalidItem, "weight: %v must be greater than 0", w)
+	}
+	u, err := pool.ParseWeight(strconv.FormatFloat(w, 'f', -1, 64))
+	if err != nil {
+		return 0, errorf(codes.InvalidArgument, rewardpool.ErrInvalidItem, "weight: %v", err)
+	}
+	return u, nil
+}
+
+// putItem applies a partial item update: fields left nil keep their value,
+// and a missing item is created (then both fields are required).
+func putItem(ctx context.Context, e *rewardpool.Engine, id string, quantity *int64, weight *uint64) error {
+	if id == "" {
+		return errorf(codes.InvalidArgument, rewardpool.ErrInvalidItem, "item_id: must not be empty")
+	}
+	it := rewardpool.Item{ID: id}
+	if weight != nil {
+		it.Weight = *weight
+	}
+	if quantity != nil {
+		it.Quantity = *quantity
+	}
+	if quantity == nil || weight == nil {
+		st, err := e.State(ctx)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, cur := range st.Items {
+			if cur.ID == id {
+				found = true
+				if quantity == nil {
+					it.Quantity = cur.Quantity
+				}
+				if weight == nil {
+					it.Weight = cur.Weight
+				}
+			}
+		}
+		if !found {
+			missing := "quantity"
+			if weight == nil {
+				missing = "weight"
+			}
+			return errorf(codes.InvalidArgument, rewardpool.ErrInvalidItem,
+				"%s: required when creating item %q", missing, id)
+		}
+		// Between the read above and the write below another admin call
+		// may change the item; admin changes are rare and the last write
+		// wins, which is what a PUT means.
+	}
+	return e.PutItem(ctx, it)
+}
+
+// poolView is a pool's committed state as the API shows it.
+type poolView struct {
+	Name  string
+	State rewardpool.State
+}
+
+// draw runs one draw request. count 0 means 1 when zeroIsOne (gRPC, where
+// an absent field reads as 0); the HTTP layer resolves "absent" itself.
+func (s *Server) draw(ctx context.Context, pool string, count int64, key string, zeroIsOne bool) ([]rewardpool.DrawResult, error) {
+	e, err := s.pool(pool)
+	if err != nil {
+		return nil, err
+	}
+	if count == 0 && zeroIsOne {
+		count = 1
+	}
+	if err := checkCount(count, s.cfg.Limits.MaxDrawCount); err != nil {
+		return nil, err
+	}
+	if len(key) > 256 {
+		return nil, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest,
+			"idempotency_key: %d bytes, at most 256", len(key))
+	}
+	return e.Draw(ctx, rewardpool.DrawRequest{Count: int(count), IdempotencyKey: key})
+}
+
+// noop validates like draw and answers placeholders without drawing: the
+// transport's own floor, for benchmarks.
+func (s *Server) noop(pool string, count int64) ([]rewardpool.DrawResult, error) {
+	if _, err := s.pool(pool); err != nil {
+		return nil, err
+	}
+	if count == 0 {
+		count = 1
+	}
+	if err := checkCount(count, s.cfg.Limits.MaxDrawCount); err != nil {
+		return nil, err
+	}
+	res := make([]rewardpool.DrawResult, count)
+	for i := range res {
+		res[i].ItemID = "noop"
+	}
+	return res, nil
+}
+
+func (s *Server) observeDraw(pool, transport string, start time.Time, res []rewardpool.DrawResult) {
+	s.metrics.drawLatency.WithLabelValues(pool, transport).Observe(time.Since(start).Seconds())
+	s.metrics.countDraws(pool, res)
+}
+
+func (s *Server) getPool(ctx context.Context, name string) (poolView, error) {
+	if name == "" {
+		return poolView{}, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, "pool: must not be empty")
+	}
+	e, err := s.pool(name)
+	if err != nil {
+		return poolView{}, err
+	}
+	st, err := e.State(ctx)
+	if err != nil {
+		return poolView{}, err
+	}
+	return poolView{Name: name, State: st}, nil
+}
+
+func (s *Server) listPools(ctx context.Context) ([]poolView, error) {
+	p := s.pools.Load()
+	if p == nil || !s.ready.Load() {
+		return nil, errorf(codes.Unavailable, ErrNotReady, "server is not ready (recovering or shutting down)")
+	}
+	out := make([]poolView, 0, len(p.names))
+	for _, name := range p.names {
+		v, err := s.getPool(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (s *Server) putItem(ctx context.Context, pool, id string, quantity *int64, weight *uint64) (poolView, error) {
+	e, err := s.pool(pool)
+	if err != nil {
+		return poolView{}, err
+	}
+	if err := putItem(ctx, e, id, quantity, weight); err != nil {
+		return poolView{}, err
+	}
+	s.log.Info("rewardpool: item changed", "pool", pool, "item", id)
+	return s.getPool(ctx, pool)
+}
+
+func (s *Server) deleteItem(ctx context.Context, pool, id string) (poolView, error) {
+	e, err := s.pool(pool)
+	if err != nil {
+		return poolView{}, err
+	}
+	if id == "" {
+		return poolView{}, errorf(codes.InvalidArgument, rewardpool.ErrInvalidItem, "item_id: must not be empty")
+	}
+	if err := e.RemoveItem(ctx, id); err != nil {
+		return poolView{}, err
+	}
+	s.log.Info("rewardpool: item removed", "pool", pool, "item", id)
+	return s.getPool(ctx, pool)
+}
