@@ -60,6 +60,7 @@ type writerState struct {
 	failed error // first WAL failure; poisons every later write
 
 	// Per-batch scratch, reused across batches.
+	lastBatch int // requests in the previous batch
 	batch     []*call
 	recs      []wal.Record
 	adminUndo []adminUndo
