@@ -26,7 +26,7 @@
 #   3. runs `go run ./cmd/rewardpool bench --mode redis --addr ...
 #      --redis-setup <catalog> <your flags>` from the repository root (set
 #      REWARDPOOL=/path/to/binary to use a built binary instead); bench
-#      seeds the catalog (replacing it) and SCRIPT LOADs scripts/redis/draw.lua;
+#      seeds the catalog (replacing it) and SCRIPT LOADs internal/loadgen/redis_draw.lua;
 #   4. stops redis-server by its pid and removes the temp dir, also on
 #      error or Ctrl-C (trap EXIT).
 set -euo pipefail

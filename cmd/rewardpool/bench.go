@@ -61,7 +61,7 @@ func runBenchCtx(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	asJSON := fs.Bool("json", false, "print the final report as one JSON object")
 	fs.StringVar(&cfg.RedisPrefix, "redis-keys", "", "redis mode: key prefix (default rewardpool:<pool>)")
 	setup := fs.String("redis-setup", "", "redis mode: seed the catalog first from a JSON file ([{id,quantity,weight}] or {\"items\": [...]}), or gen:N (gen:6 = the standard 6-item catalog)")
-	script := fs.String("redis-script", "", "redis mode: draw script file (default: the embedded copy of scripts/redis/draw.lua)")
+	script := fs.String("redis-script", "", "redis mode: draw script file (default: the embedded copy of internal/loadgen/redis_draw.lua)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: rewardpool bench %s [flags]\n%s\nflags:\n", benchArgs, benchHelp)
 		fs.PrintDefaults()

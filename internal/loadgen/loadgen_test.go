@@ -514,16 +514,6 @@ func TestCatalogs(t *testing.T) {
 	}
 }
 
-func TestDrawScriptMatchesRepoCopy(t *testing.T) {
-	b, err := os.ReadFile("../../scripts/redis/draw.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b) != DrawScript {
-		t.Error("scripts/redis/draw.lua and internal/loadgen/redis_draw.lua differ; copy one over the other")
-	}
-}
-
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

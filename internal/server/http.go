@@ -238,16 +238,23 @@ func parseInt(raw json.RawMessage) (int64, error) {
 	return n, nil
 }
 
+// readDrawBody reads and parses a draw body, answering the error itself.
+func (s *Server) readDrawBody(w http.ResponseWriter, r *http.Request) (drawBody, bool) {
+	b, err := readBody(r)
+	if err == nil {
+		var body drawBody
+		if body, err = parseDrawBody(b); err == nil {
+			return body, true
+		}
+	}
+	s.writeError(w, err)
+	return drawBody{}, false
+}
+
 func (s *Server) handleDraw(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	b, err := readBody(r)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	body, err := parseDrawBody(b)
-	if err != nil {
-		s.writeError(w, err)
+	body, ok := s.readDrawBody(w, r)
+	if !ok {
 		return
 	}
 	pool := r.PathValue("pool")
@@ -262,14 +269,8 @@ func (s *Server) handleDraw(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleNoop(w http.ResponseWriter, r *http.Request) {
-	b, err := readBody(r)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	body, err := parseDrawBody(b)
-	if err != nil {
-		s.writeError(w, err)
+	body, ok := s.readDrawBody(w, r)
+	if !ok {
 		return
 	}
 	res, err := s.noop(r.PathValue("pool"), body.Count)
