@@ -231,7 +231,7 @@ func (g *grpcService) DeleteItem(ctx context.Context, req *rpv1.DeleteItemReques
 }
 
 func poolProto(v poolView) *rpv1.Pool {
-	p := &rpv1.Pool{Name: v.Name, LastRequestId: v.State.LastRequestID, Seq: v.State.Seq, Epoch: v.State.Epoch}
+	p := &rpv1.Pool{Name: v.Name, LastRequestId: v.State.LastRequestID, Seq: v.State.Seq, Epoch: v.State.Epoch, StateDigest: v.Digest}
 	for _, it := range v.State.Items {
 		p.Items = append(p.Items, &rpv1.Item{Id: it.ID, Quantity: it.Quantity, Weight: float64(it.Weight) / rewardpool.WeightUnit})
 	}

@@ -311,6 +311,8 @@ func appendPool(b []byte, v poolView) []byte {
 	b = strconv.AppendUint(b, v.State.Seq, 10)
 	b = append(b, `,"epoch":`...)
 	b = strconv.AppendUint(b, v.State.Epoch, 10)
+	b = append(b, `,"state_digest":`...)
+	b = appendJSONString(b, v.Digest)
 	b = append(b, `,"items":[`...)
 	for i, it := range v.State.Items {
 		if i > 0 {

@@ -166,8 +166,9 @@ func putItem(ctx context.Context, e *rewardpool.Engine, id string, quantity *int
 
 // poolView is a pool's committed state as the API shows it.
 type poolView struct {
-	Name  string
-	State rewardpool.State
+	Name   string
+	State  rewardpool.State
+	Digest string // state digest at State.Seq; equal on replicas at equal seq
 }
 
 // draw runs one draw request. count 0 means 1 when zeroIsOne (gRPC, where
@@ -222,11 +223,11 @@ func (s *Server) getPool(ctx context.Context, name string) (poolView, error) {
 	if err != nil {
 		return poolView{}, err
 	}
-	st, err := e.State(ctx)
+	st, digest, err := e.StateDigest(ctx)
 	if err != nil {
 		return poolView{}, err
 	}
-	return poolView{Name: name, State: st}, nil
+	return poolView{Name: name, State: st, Digest: digest}, nil
 }
 
 func (s *Server) listPools(ctx context.Context) ([]poolView, error) {
