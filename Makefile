@@ -12,7 +12,8 @@ FUZZ_TARGETS = \
 	./wal:FuzzDecodeJSONL \
 	./wal:FuzzSegmentHeader \
 	./snapshot:FuzzDecode \
-	./pool:FuzzParseWeight
+	./pool:FuzzParseWeight \
+	./internal/server:FuzzParseDrawBody
 
 .PHONY: all build test vet race alloc fuzz bench clean
 

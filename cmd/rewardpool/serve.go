@@ -53,13 +53,16 @@ func runServe(args []string, stdout io.Writer) error {
 		log.Info("rewardpool: no --config given; serving the built-in demo pool", "pool", "default", "data_dir", cfg.DataDir)
 	}
 
+	// Catch signals before anything is announced: a supervisor that sends
+	// SIGTERM as soon as it sees the "listening" line gets a clean stop.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
 	srv := server.New(cfg, log, version)
 	if err := srv.Listen(); err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 
 	recovered := make(chan error, 1)
 	go func() { recovered <- srv.Recover() }()

@@ -103,7 +103,7 @@ func (g *grpcService) Draw(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.Dr
 }
 
 func (g *grpcService) Noop(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
-	res, err := g.s.noop(req.GetPool(), int64(req.GetCount()))
+	res, err := g.s.noop(req.GetPool(), int64(req.GetCount()), true)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -111,13 +111,17 @@ func (g *grpcService) Noop(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.Dr
 }
 
 func (g *grpcService) DrawStream(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse]) error {
-	return pipeline(stream, func(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
+	check := func(req *rpv1.DrawRequest) error {
+		_, _, err := g.s.checkDraw(req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey(), true)
+		return toStatus(err)
+	}
+	return pipeline(stream, check, func(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
 		return g.draw(ctx, req, "grpc_stream")
 	})
 }
 
 func (g *grpcService) NoopStream(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse]) error {
-	return pipeline(stream, func(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
+	return pipeline(stream, nil, func(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
 		return g.Noop(ctx, req)
 	})
 }
@@ -129,9 +133,13 @@ const streamWindow = 256
 // arrive, so a client that sends without waiting gets them group-committed
 // together, and answers go back strictly in request order. The first
 // request that fails ends the stream with its status, after the answers
-// before it; later requests may already have been performed, which is why
-// clients retrying after a broken stream should use idempotency keys.
+// before it. check (optional) runs on each request in arrival order before
+// it is started: a request it rejects stops the stream there, so nothing
+// after it is performed. A request that fails later, in the engine (a
+// failing disk), may have had later requests performed already, which is
+// why clients retrying after a broken stream should use idempotency keys.
 func pipeline(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse],
+	check func(*rpv1.DrawRequest) error,
 	do func(context.Context, *rpv1.DrawRequest) (*rpv1.DrawResponse, error)) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -151,10 +159,21 @@ func pipeline(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawRespons
 				return
 			}
 			p := &pending{done: make(chan struct{})}
+			var bad error
+			if check != nil {
+				bad = check(req)
+			}
 			select {
 			case queue <- p:
 			case <-ctx.Done():
 				recvErr <- ctx.Err()
+				return
+			}
+			if bad != nil {
+				// Answer it in order and start nothing after it.
+				p.err = bad
+				close(p.done)
+				recvErr <- nil
 				return
 			}
 			go func() {

@@ -273,7 +273,7 @@ func (s *Server) handleNoop(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := s.noop(r.PathValue("pool"), body.Count)
+	res, err := s.noop(r.PathValue("pool"), body.Count, false)
 	if err != nil {
 		s.writeError(w, err)
 		return

@@ -51,6 +51,10 @@ type Server struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+
+	// engineHook, when set, adjusts each pool's engine options just before
+	// Recover opens it. A test seam (fault injection through WALHooks).
+	engineHook func(pool string, o *rewardpool.Options)
 }
 
 // New builds a server for cfg. Nothing listens or opens until Listen and
@@ -149,6 +153,9 @@ func (s *Server) Recover() error {
 		o := s.cfg.EngineOptions(p)
 		o.Logger = s.log.With("pool", p.Name)
 		o.Observer = s.metrics.observer(p.Name)
+		if s.engineHook != nil {
+			s.engineHook(p.Name, &o)
+		}
 		e, err := rewardpool.Open(dir, o)
 		if err != nil {
 			for _, open := range engines {

@@ -174,33 +174,39 @@ type poolView struct {
 // draw runs one draw request. count 0 means 1 when zeroIsOne (gRPC, where
 // an absent field reads as 0); the HTTP layer resolves "absent" itself.
 func (s *Server) draw(ctx context.Context, pool string, count int64, key string, zeroIsOne bool) ([]rewardpool.DrawResult, error) {
-	e, err := s.pool(pool)
+	e, count, err := s.checkDraw(pool, count, key, zeroIsOne)
 	if err != nil {
 		return nil, err
+	}
+	return e.Draw(ctx, rewardpool.DrawRequest{Count: int(count), IdempotencyKey: key})
+}
+
+// checkDraw does the checks of draw that need no engine call: the pool
+// exists and the server is ready, count and key are within bounds. It
+// returns the engine and the effective count.
+func (s *Server) checkDraw(pool string, count int64, key string, zeroIsOne bool) (*rewardpool.Engine, int64, error) {
+	e, err := s.pool(pool)
+	if err != nil {
+		return nil, 0, err
 	}
 	if count == 0 && zeroIsOne {
 		count = 1
 	}
 	if err := checkCount(count, s.cfg.Limits.MaxDrawCount); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(key) > 256 {
-		return nil, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest,
+		return nil, 0, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest,
 			"idempotency_key: %d bytes, at most 256", len(key))
 	}
-	return e.Draw(ctx, rewardpool.DrawRequest{Count: int(count), IdempotencyKey: key})
+	return e, count, nil
 }
 
 // noop validates like draw and answers placeholders without drawing: the
 // transport's own floor, for benchmarks.
-func (s *Server) noop(pool string, count int64) ([]rewardpool.DrawResult, error) {
-	if _, err := s.pool(pool); err != nil {
-		return nil, err
-	}
-	if count == 0 {
-		count = 1
-	}
-	if err := checkCount(count, s.cfg.Limits.MaxDrawCount); err != nil {
+func (s *Server) noop(pool string, count int64, zeroIsOne bool) ([]rewardpool.DrawResult, error) {
+	_, count, err := s.checkDraw(pool, count, "", zeroIsOne)
+	if err != nil {
 		return nil, err
 	}
 	res := make([]rewardpool.DrawResult, count)
