@@ -84,12 +84,15 @@ type RewardPoolClient interface {
 	// DrawResponse per request, in the order the requests were sent. The
 	// server may process several outstanding requests together (one fsync for
 	// all of them), so pipelining requests without waiting for each response
-	// is the intended use.
+	// is the intended use. Outstanding requests are committed concurrently, so
+	// request ids are unique but need not increase from one response to the
+	// next; within one response they do.
 	// A request-level error (the errors listed for Draw) ends the stream with
-	// that status; every response sent before it stands. The client then
-	// knows that the requests it has no response for were not performed,
-	// except that a request carrying an idempotency key may be retried safely
-	// in any case.
+	// that status; every response sent before it stands. Requests are
+	// validated in order before they start, so after a validation error
+	// (unknown pool, bad count or key) nothing sent after it was performed.
+	// After UNAVAILABLE (a failing disk) requests without a response may or
+	// may not have been performed: retry them with idempotency keys.
 	DrawStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DrawRequest, DrawResponse], error)
 	// ListPools returns every pool served by this node, sorted by name, with
 	// its committed state.
@@ -242,12 +245,15 @@ type RewardPoolServer interface {
 	// DrawResponse per request, in the order the requests were sent. The
 	// server may process several outstanding requests together (one fsync for
 	// all of them), so pipelining requests without waiting for each response
-	// is the intended use.
+	// is the intended use. Outstanding requests are committed concurrently, so
+	// request ids are unique but need not increase from one response to the
+	// next; within one response they do.
 	// A request-level error (the errors listed for Draw) ends the stream with
-	// that status; every response sent before it stands. The client then
-	// knows that the requests it has no response for were not performed,
-	// except that a request carrying an idempotency key may be retried safely
-	// in any case.
+	// that status; every response sent before it stands. Requests are
+	// validated in order before they start, so after a validation error
+	// (unknown pool, bad count or key) nothing sent after it was performed.
+	// After UNAVAILABLE (a failing disk) requests without a response may or
+	// may not have been performed: retry them with idempotency keys.
 	DrawStream(grpc.BidiStreamingServer[DrawRequest, DrawResponse]) error
 	// ListPools returns every pool served by this node, sorted by name, with
 	// its committed state.
