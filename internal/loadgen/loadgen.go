@@ -332,7 +332,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				batch := res[:n]
 				clear(batch)
 				cl.Do(ctx, batch)
-				if ctx.Err() != nil {
+				if interrupted(ctx) {
 					return // interrupted: the batch's outcome is unknown
 				}
 				if !counted {
@@ -369,6 +369,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	<-progressDone
 
 	return buildReport(&cfg, stats, t0), nil
+}
+
+// interrupted reports whether ctx is done or past its deadline. gRPC runs
+// its own timer for a deadline and can fail a call with DeadlineExceeded a
+// moment before ctx.Err() turns non-nil; such a failure is the run ending,
+// not an error of the server.
+func interrupted(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 func buildReport(cfg *Config, stats []workerStats, t0 time.Time) *Report {
