@@ -300,6 +300,9 @@ func (e *Engine) committed() {
 	}
 }
 
+// slowSync is the fsync latency above which the engine warns.
+const slowSync = time.Second
+
 // sync fsyncs the log and times it.
 func (e *Engine) sync() error {
 	start := time.Now()
@@ -309,6 +312,11 @@ func (e *Engine) sync() error {
 	e.stats.syncNanos.Add(uint64(took))
 	if e.opts.Observer != nil {
 		e.opts.Observer.Sync(took, err)
+	}
+	if took > slowSync {
+		// Every caller in the batch waited this long: the disk, not the
+		// engine, is the bottleneck an operator should look at.
+		e.log.Warn("rewardpool: slow fsync of the write-ahead log", "dir", e.dir, "took", took)
 	}
 	if err == nil {
 		e.w.unsynced = false
