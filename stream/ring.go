@@ -1,0 +1,72 @@
+package stream
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+// ring holds the last len(buf) records the hub has, seqs [lo, hi]
+// consecutive (empty when hi == lo-1). The hub writes, sinks read.
+type ring struct {
+	mu  sync.RWMutex
+	buf []wal.Record
+	lo  uint64
+	hi  uint64
+
+	// Copies of lo and hi for lock-free peeks; updated under mu.
+	loA atomic.Uint64
+	hiA atomic.Uint64
+}
+
+func newRing(size int) *ring {
+	r := &ring{buf: make([]wal.Record, size), lo: 1}
+	r.loA.Store(1)
+	return r
+}
+
+// reset empties the ring so that next is the first seq it will hold.
+func (r *ring) reset(next uint64) {
+	r.mu.Lock()
+	clear(r.buf) // drop string references
+	r.lo, r.hi = next, next-1
+	r.loA.Store(r.lo)
+	r.hiA.Store(r.hi)
+	r.mu.Unlock()
+}
+
+// push appends recs, which must continue at hi+1.
+func (r *ring) push(recs []wal.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	size := uint64(len(r.buf))
+	r.mu.Lock()
+	for i := range recs {
+		r.buf[recs[i].Seq%size] = recs[i]
+	}
+	r.hi = recs[len(recs)-1].Seq
+	if r.hi-r.lo+1 > size {
+		r.lo = r.hi - size + 1
+	}
+	r.loA.Store(r.lo)
+	r.hiA.Store(r.hi)
+	r.mu.Unlock()
+}
+
+// read appends to dst the records from seq pos on, at most max of them. ok
+// is false if pos is no longer in the ring (evicted, or the hub jumped over
+// it); dst is empty if pos is past hi.
+func (r *ring) read(pos uint64, dst []wal.Record, max int) (out []wal.Record, ok bool) {
+	size := uint64(len(r.buf))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if pos < r.lo {
+		return dst, false
+	}
+	for s := pos; s <= r.hi && len(dst) < max; s++ {
+		dst = append(dst, r.buf[s%size])
+	}
+	return dst, true
+}
