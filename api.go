@@ -39,8 +39,16 @@ const (
 	opDraw opKind = iota
 	opAdmin
 	opState
-	opFunc // run fn on the writer between batches
+	opFunc    // run fn on the writer between batches
+	opApply   // append records from a primary (replica)
+	opPromote // turn a replica into a primary
 )
+
+// writes reports whether the op changes state (and so fails when the log
+// has failed).
+func (o opKind) writes() bool {
+	return o == opDraw || o == opAdmin || o == opApply || o == opPromote
+}
 
 // call is one request travelling through the mailbox. Calls are pooled;
 // the writer fills the answer fields and signals done.
@@ -52,6 +60,8 @@ type call struct {
 	results []DrawResult
 	state   State
 	fn      func()
+	apply   []wal.Record
+	epoch   uint64
 	err     error
 	done    chan struct{}
 }

@@ -40,6 +40,9 @@ type Engine struct {
 
 	stats engineStats
 
+	replica replicaState  // mirrors w.replica for IsReplica
+	lastSeq atomic.Uint64 // last committed seq, for LastSeq and ScanLog
+
 	// Everything below is owned by the writer goroutine (and by Open before
 	// the writer starts). No locks: one goroutine touches it.
 	w writerState
@@ -57,7 +60,9 @@ type writerState struct {
 	idem   idempotency
 	window int // idempotency window
 
-	failed error // first WAL failure; poisons every later write
+	replica  bool  // applies a primary's records; refuses draws and item changes
+	applying bool  // replaying records that undo may have to take back
+	failed   error // first WAL failure; poisons every later write
 
 	// Per-batch scratch, reused across batches.
 	lastBatch int // requests in the previous batch
@@ -113,6 +118,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	e.w.snapDone = make(chan snapResult, 1)
 	e.w.syncTimer = time.NewTimer(time.Hour)
 	e.w.syncTimer.Stop()
+	e.w.replica = e.opts.Replica
+	e.replica.Store(e.opts.Replica)
+	e.lastSeq.Store(e.w.seq)
 	go e.run()
 	return e, nil
 }
@@ -170,7 +178,11 @@ func (e *Engine) recover() error {
 			}
 			w.idem.insert(k.Key, k.Draws)
 		}
-		if last := w.wal.LastSeq(); last < st.Seq {
+		if w.wal.LastSeq() == 0 && e.opts.Replica {
+			// A replica bootstrapping from a snapshot copied from its
+			// primary: the log starts after it.
+			e.log.Info("rewardpool: replica log is empty; continuing from the snapshot", "snapshot", info.Name, "seq", st.Seq)
+		} else if last := w.wal.LastSeq(); last < st.Seq {
 			return fmt.Errorf("%w: snapshot %s covers seq %d but the log ends at %d", ErrRecovery, info.Name, st.Seq, last)
 		}
 	} else {
@@ -196,7 +208,7 @@ func (e *Engine) recover() error {
 	w.idem.evict(e.opts.IdempotencyWindow)
 
 	fresh := st == nil && w.wal.LastSeq() == 0
-	if fresh && len(e.opts.Items) > 0 {
+	if fresh && len(e.opts.Items) > 0 && !e.opts.Replica {
 		if err := e.seed(); err != nil {
 			return err
 		}
@@ -283,7 +295,11 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 				w.idem.insert(pk.key, pk.draws)
 				// Evict as the live writer does after each batch, so a key
 				// reused after it left the window replays the same way.
-				w.idem.evict(w.window)
+				// Records applied on a replica may still be undone, so
+				// there eviction waits for the batch to be durable.
+				if !w.applying {
+					w.idem.evict(w.window)
+				}
 				*pk = pendingKey{}
 			}
 		}
@@ -293,34 +309,49 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 		}
 		*pk = pendingKey{key: r.Key, count: r.Count, draws: make([]snapshot.Draw, 0, r.Count)}
 	case wal.KindAdd:
+		u := adminUndo{slot: int32(w.cat.Slots()), slots: w.cat.Slots()}
+		if s, ok := w.cat.LookupAny(r.ItemID); ok {
+			u.slot = s
+			u.prev, u.removed = w.cat.Item(s)
+		}
+		if r.Item >= 0 && r.Item != u.slot {
+			return bad("adds at slot %d, log says %d", u.slot, r.Item)
+		}
 		slot, err := w.cat.Add(pool.Item{ID: r.ItemID, Quantity: r.Quantity, Weight: r.Weight})
 		if err != nil {
 			return bad("%v", err)
 		}
-		if r.Item >= 0 && r.Item != slot {
-			return bad("added at slot %d, log says %d", slot, r.Item)
-		}
-	case wal.KindSet:
+		r.Item = slot
+		w.noteAdmin(u)
+	case wal.KindSet, wal.KindRemove:
 		slot, err := w.resolve(r)
-		if err == nil {
-			err = w.cat.Set(slot, r.Quantity, r.Weight)
-		}
 		if err != nil {
 			return bad("%v", err)
 		}
-	case wal.KindRemove:
-		slot, err := w.resolve(r)
-		if err == nil {
+		u := adminUndo{slot: slot, slots: w.cat.Slots()}
+		u.prev, u.removed = w.cat.Item(slot)
+		if r.Kind == wal.KindSet {
+			err = w.cat.Set(slot, r.Quantity, r.Weight)
+		} else {
 			err = w.cat.Remove(slot)
 		}
 		if err != nil {
 			return bad("%v", err)
 		}
+		w.noteAdmin(u)
 	case wal.KindEpoch:
 	default:
 		return bad("unknown record kind %d", r.Kind)
 	}
 	return nil
+}
+
+// noteAdmin keeps what undo needs for an admin record being applied on a
+// replica; recovery never undoes, so it keeps nothing.
+func (w *writerState) noteAdmin(u adminUndo) {
+	if w.applying {
+		w.adminUndo = append(w.adminUndo, u)
+	}
 }
 
 // checkAnswer rejects a remembered answer that could not have been written:

@@ -23,6 +23,11 @@ var (
 	// fsync the kernel may have dropped the dirty pages: retrying could
 	// acknowledge data that is not on disk.
 	ErrWAL = errors.New("rewardpool: write-ahead log failed")
+	// ErrReplica is returned by Draw and the item changes on a replica: it
+	// only applies its primary's log until it is promoted.
+	ErrReplica = errors.New("rewardpool: read-only replica")
+	// ErrNotReplica is returned by Apply and Promote on a primary.
+	ErrNotReplica = errors.New("rewardpool: not a replica")
 	// ErrLocked is returned by Open when another engine holds the directory.
 	ErrLocked = errors.New("rewardpool: data directory in use")
 	// ErrBadOptions is returned by Open for invalid Options; the message

@@ -38,10 +38,18 @@ func (m *idempotency) insert(key string, draws []snapshot.Draw) {
 }
 
 // unInsert forgets the newest key: the undo of insert for a failed batch.
+// It does nothing if key is not the newest entry, which happens when the
+// batch failed before the key's draws were complete (replica apply).
 func (m *idempotency) unInsert(key string) {
-	delete(m.answers, key)
-	m.order[len(m.order)-1] = ""
-	m.order = m.order[:len(m.order)-1]
+	n := len(m.order)
+	if n == m.head || m.order[n-1] != key {
+		return
+	}
+	if a, ok := m.answers[key]; ok && a.pos == m.base+uint64(n-1) {
+		delete(m.answers, key)
+	}
+	m.order[n-1] = ""
+	m.order = m.order[:n-1]
 }
 
 // live is how many queue entries are in the window.

@@ -45,6 +45,14 @@ func ParseWeight(s string) (uint64, error) { return pool.ParseWeight(s) }
 // Options configure an Engine. The zero value of every field means its
 // default, so Options{Items: ...} is a complete configuration.
 type Options struct {
+	// Replica opens the engine as a read-only follower of another engine's
+	// log: Draw and item changes return ErrReplica, records arrive through
+	// Apply, and Promote makes it a primary. Items are ignored: the catalog
+	// comes from the primary's records (or a snapshot copied from it).
+	// A directory whose log holds an EPOCH record written by a promotion is
+	// still opened in the role Replica says: the caller decides the role.
+	Replica bool
+
 	// Items seed the catalog the first time the directory is opened. Once
 	// the directory holds state, Items is ignored: the catalog lives in the
 	// snapshots and the log and changes through AddItem, SetItem, RemoveItem.

@@ -73,17 +73,23 @@ func (e *Engine) commit(batch []*call) {
 	w := &e.w
 	w.recs = w.recs[:0]
 	w.adminUndo = w.adminUndo[:0]
-	startSeq, startReq := w.seq, w.reqID
+	start := w.mark()
 
 	draws := 0
 	if w.failed == nil {
 		for _, c := range batch {
-			switch c.op {
-			case opDraw:
+			switch {
+			case (c.op == opDraw || c.op == opAdmin) && w.replica:
+				c.err = fmt.Errorf("%w: draws and item changes go to the primary", ErrReplica)
+			case c.op == opDraw:
 				draws += c.count
 				e.decideDraw(c)
-			case opAdmin:
+			case c.op == opAdmin:
 				c.err = e.decideAdmin(&c.admin)
+			case c.op == opApply:
+				c.err = e.decideApply(c.apply)
+			case c.op == opPromote:
+				c.err = e.decidePromote()
 			}
 		}
 	}
@@ -98,18 +104,25 @@ func (e *Engine) commit(batch []*call) {
 			// The log refused the batch before writing a byte: undo it and
 			// fail its callers, but the log is healthy, so do not poison.
 			// Validation in decide* should make this unreachable.
-			e.undo(startSeq, startReq)
+			e.undo(0, start)
 			e.log.Error("rewardpool: log refused a batch; nothing was written", "dir", e.dir, "err", err)
 			for _, c := range batch {
-				if c.op == opDraw || c.op == opAdmin {
+				if c.op.writes() {
 					c.err = fmt.Errorf("rewardpool: batch refused by the log, nothing was written: %w", err)
 				}
 			}
 		} else if err != nil {
-			e.undo(startSeq, startReq)
+			e.undo(0, start)
 			e.fail(err)
 		} else {
 			e.committed()
+			e.lastSeq.Store(w.seq)
+			for _, c := range batch {
+				if c.op == opPromote && c.err == nil {
+					c.epoch = w.epoch
+					e.promoted()
+				}
+			}
 			e.stats.draws.Add(uint64(draws))
 			if e.opts.Observer != nil {
 				e.opts.Observer.Batch(len(batch), draws, len(w.recs))
@@ -123,7 +136,7 @@ func (e *Engine) commit(batch []*call) {
 			c.state = e.stateCopy()
 		case c.op == opFunc:
 			c.fn()
-		case w.failed != nil && (c.op == opDraw || c.op == opAdmin):
+		case w.failed != nil && c.op.writes():
 			c.err = fmt.Errorf("%w: %w", ErrWAL, w.failed)
 		}
 		c.done <- struct{}{}
@@ -241,12 +254,12 @@ func (e *Engine) decideAdmin(op *adminOp) error {
 	return nil
 }
 
-// undo reverses every in-memory change of the current batch, newest first,
-// using the batch's own records as the undo log.
-func (e *Engine) undo(startSeq, startReq uint64) {
+// undo reverses the in-memory changes of the current batch from record
+// from on, newest first, using the batch's own records as the undo log.
+func (e *Engine) undo(from int, m mark) {
 	w := &e.w
 	a := len(w.adminUndo)
-	for i := len(w.recs) - 1; i >= 0; i-- {
+	for i := len(w.recs) - 1; i >= from; i-- {
 		r := &w.recs[i]
 		switch r.Kind {
 		case wal.KindDraw:
@@ -263,8 +276,15 @@ func (e *Engine) undo(startSeq, startReq uint64) {
 			}
 		}
 	}
-	w.seq, w.reqID = startSeq, startReq
+	w.recs = w.recs[:from]
+	w.adminUndo = w.adminUndo[:a]
+	w.seq, w.reqID, w.epoch = m.seq, m.reqID, m.epoch
 }
+
+// mark is the writer's counters at a point undo can return to.
+type mark struct{ seq, reqID, epoch uint64 }
+
+func (w *writerState) mark() mark { return mark{w.seq, w.reqID, w.epoch} }
 
 // fail poisons the engine after a log failure: every later write is
 // refused until the engine is reopened and recovers from disk.

@@ -7,7 +7,8 @@
 #   scripts/bench-service.sh [OUT_DIR]        (default /tmp/rpbench/service)
 #
 # Environment: ROUNDS (3), DURATION (5s), WARMUP (1s), BIN (built here to
-# /tmp/rpbench/rewardpool), SKIP_REDIS=1 to leave Redis out.
+# /tmp/rpbench/rewardpool), SKIP_REDIS=1 to leave Redis out, PARTS (default
+# "c1 c16 c64 count100 items": the parts of a round to run, in that order).
 #
 # What it does:
 #   1. builds cmd/rewardpool once;
@@ -173,25 +174,33 @@ redis() {
 	record "$label" redis "$f"
 }
 
+parts=" ${PARTS:-c1 c16 c64 count100 items} "
+on() { case "$parts" in *" $1 "*) return 0 ;; esac; return 1; }
+
 for r in $(seq 1 "$rounds"); do
 	say "round $r of $rounds"
 	for c in 1 16 64; do
+		on "c$c" || continue
 		for m in unary stream http; do
 			rp "$m-c$c-draw" std --mode "$m" --concurrency "$c"
 			rp "$m-c$c-noop" std --mode "$m" --concurrency "$c" --noop
 		done
 		redis "redis-c$c" --concurrency "$c"
 	done
-	for m in unary stream http; do
-		rp "$m-c16-count100" std --mode "$m" --concurrency 16 --count 100
-	done
-	redis "redis-c16-pipeline100" --concurrency 16 --pipeline 100
-	redis "redis-c16-count100" --concurrency 16 --count 100
-	for m in http unary; do
-		rp "$m-c16-items10000" big --mode "$m" --concurrency 16
-		rp "$m-c16-items6" std --mode "$m" --concurrency 16
-	done
-	redis "redis-c16-items10000" --items 10000 --concurrency 16
+	if on count100; then
+		for m in unary stream http; do
+			rp "$m-c16-count100" std --mode "$m" --concurrency 16 --count 100
+		done
+		redis "redis-c16-pipeline100" --concurrency 16 --pipeline 100
+		redis "redis-c16-count100" --concurrency 16 --count 100
+	fi
+	if on items; then
+		for m in http unary; do
+			rp "$m-c16-items10000" big --mode "$m" --concurrency 16
+			rp "$m-c16-items6" std --mode "$m" --concurrency 16
+		done
+		redis "redis-c16-items10000" --items 10000 --concurrency 16
+	fi
 done
 
 # Medians per label.
@@ -210,4 +219,25 @@ for label, rs in runs.items():
         cols.append(f"{st.median(v):.1f}" if v else "-")
     per = ", ".join(f"{r['draws_per_sec']:.0f}" for r in rs)
     print(f"{label} | {len(rs)} | " + " | ".join(cols) + f" | {per}")
+
+# Target ratios, paired within a round (adjacent runs), then the median.
+def pair(a, b, f):
+    if a not in runs or b not in runs:
+        return None
+    v = [f(x, y) for x, y in zip(runs[a], runs[b])]
+    return f"median {st.median(v):.3f} (rounds: {', '.join(f'{x:.3f}' for x in v)})"
+dps = lambda x, y: x["draws_per_sec"] / y["draws_per_sec"]
+print()
+for m in ["unary", "stream", "http"]:
+    for name, a, b, f in [
+        ("draw/noop at 16", f"{m}-c16-draw", f"{m}-c16-noop", dps),
+        ("draws/s vs Redis at 16", f"{m}-c16-draw", "redis-c16", dps),
+        ("count 100 vs Redis pipeline 100", f"{m}-c16-count100", "redis-c16-pipeline100", dps),
+        ("1 client vs 1/fsync", f"{m}-c1-draw", f"{m}-c1-draw", lambda x, y: x["draws_per_sec"] * x.get("fsync_mean_us", 0) / 1e6),
+        ("10,000 items / 6 items at 16", f"{m}-c16-items10000", f"{m}-c16-items6", dps),
+        ("p99 at 16 / fsync p99", f"{m}-c16-draw", f"{m}-c16-draw", lambda x, y: x["p99_us"] / x.get("fsync_p99_us", float("nan"))),
+    ]:
+        r = pair(a, b, f)
+        if r:
+            print(f"{m}: {name}: {r}")
 EOF

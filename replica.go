@@ -1,0 +1,134 @@
+package rewardpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+// A replica engine follows another engine's log: it refuses draws and item
+// changes (ErrReplica) and takes records through Apply, writing them to its
+// own log with the same sequence numbers and applying them exactly as
+// recovery replays them. Promote turns it into a primary.
+
+// Apply appends records received from the primary, in order: the first
+// must continue this engine's log (seq = last seq + 1), and the last must
+// close a primary batch (Commit set), so a batch is never split. They are
+// made durable per the durability mode, then applied; Committed observers
+// see them, so replicas can cascade. A record this state cannot take (a
+// draw of an item without stock, a gap) rejects the whole call with
+// ErrRecovery and changes nothing.
+func (e *Engine) Apply(ctx context.Context, recs []wal.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if !recs[len(recs)-1].Commit {
+		return fmt.Errorf("%w: apply: last record (seq %d) does not end a batch", ErrInvalidRequest, recs[len(recs)-1].Seq)
+	}
+	c := e.calls.Get().(*call)
+	c.op, c.apply = opApply, recs
+	err := e.submit(ctx, c)
+	if err == nil {
+		err = c.err
+	}
+	e.release(c)
+	return err
+}
+
+// decideApply replays one Apply call's records into memory and the batch;
+// on a bad record it undoes them and reports why.
+func (e *Engine) decideApply(recs []wal.Record) error {
+	w := &e.w
+	if !w.replica {
+		return ErrNotReplica
+	}
+	from, start := len(w.recs), w.mark()
+	w.applying = true
+	defer func() { w.applying = false }()
+	var pk pendingKey
+	for i := range recs {
+		r := recs[i] // a copy: replay fills Item/ItemID
+		if err := w.replay(&r, &pk); err != nil {
+			e.undo(from, start)
+			return err
+		}
+		w.recs = append(w.recs, r)
+	}
+	if pk.key != "" {
+		e.undo(from, start)
+		return fmt.Errorf("%w: apply ends inside the draws of idempotency key %q", ErrRecovery, pk.key)
+	}
+	return nil
+}
+
+// Promote turns a replica into a primary: it starts a new epoch with an
+// EPOCH record and from then on draws continue the sequence numbers and
+// request ids it has, never reusing one. It returns the new epoch.
+func (e *Engine) Promote(ctx context.Context) (uint64, error) {
+	c := e.calls.Get().(*call)
+	c.op = opPromote
+	err := e.submit(ctx, c)
+	if err == nil {
+		err = c.err
+	}
+	epoch := c.epoch
+	e.release(c)
+	return epoch, err
+}
+
+func (e *Engine) decidePromote() error {
+	w := &e.w
+	if !w.replica {
+		return ErrNotReplica
+	}
+	w.seq++
+	w.epoch++
+	w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindEpoch, Item: -1})
+	return nil
+}
+
+// promoted runs once the EPOCH record is durable.
+func (e *Engine) promoted() {
+	e.w.replica = false
+	e.replica.Store(false)
+	e.log.Info("rewardpool: promoted to primary", "dir", e.dir, "epoch", e.w.epoch, "seq", e.w.seq,
+		"last_request_id", e.w.reqID)
+}
+
+// IsReplica reports whether the engine follows a primary.
+func (e *Engine) IsReplica() bool { return e.replica.Load() }
+
+// LastSeq returns the seq of the last record that is durable (under
+// DurabilityAlways) or written (the weaker modes).
+func (e *Engine) LastSeq() uint64 { return e.lastSeq.Load() }
+
+// errStopScan ends a ScanLog early without an error.
+var errStopScan = errors.New("stop")
+
+// ScanLog calls fn for each committed record with seq >= from, in order,
+// reading the log segments on disk; it stops at LastSeq as it was when the
+// scan started. Records read back from the binary codec name their item by
+// catalog slot (Item) only. from older than the oldest kept segment gives
+// an error wrapping wal.ErrGap: the reader needs a snapshot first.
+func (e *Engine) ScanLog(from uint64, fn func(*wal.Record) error) error {
+	limit := e.lastSeq.Load()
+	if from > limit {
+		return nil
+	}
+	err := e.w.wal.Scan(from, func(r *wal.Record) error {
+		if r.Seq > limit {
+			return errStopScan
+		}
+		return fn(r)
+	})
+	if errors.Is(err, errStopScan) {
+		return nil
+	}
+	return err
+}
+
+// replicaState is the part of the engine's role readable from any goroutine.
+type replicaState = atomic.Bool
