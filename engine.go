@@ -60,9 +60,10 @@ type writerState struct {
 	idem   idempotency
 	window int // idempotency window
 
-	replica  bool  // applies a primary's records; refuses draws and item changes
-	applying bool  // replaying records that undo may have to take back
-	failed   error // first WAL failure; poisons every later write
+	replica   bool  // applies a primary's records; refuses draws and item changes
+	applying  bool  // replaying records that undo may have to take back
+	promoting bool  // the current batch holds this replica's EPOCH record
+	failed    error // first WAL failure; poisons every later write
 
 	// Per-batch scratch, reused across batches.
 	lastBatch int // requests in the previous batch

@@ -84,6 +84,10 @@ func (e *Engine) decidePromote() error {
 	if !w.replica {
 		return ErrNotReplica
 	}
+	if w.promoting {
+		return nil // a second Promote in the same batch shares the first's epoch
+	}
+	w.promoting = true
 	w.seq++
 	w.epoch++
 	w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindEpoch, Item: -1})
@@ -92,6 +96,9 @@ func (e *Engine) decidePromote() error {
 
 // promoted runs once the EPOCH record is durable.
 func (e *Engine) promoted() {
+	if !e.w.replica {
+		return
+	}
 	e.w.replica = false
 	e.replica.Store(false)
 	e.log.Info("rewardpool: promoted to primary", "dir", e.dir, "epoch", e.w.epoch, "seq", e.w.seq,

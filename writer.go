@@ -74,6 +74,7 @@ func (e *Engine) commit(batch []*call) {
 	w.recs = w.recs[:0]
 	w.adminUndo = w.adminUndo[:0]
 	start := w.mark()
+	w.promoting = false
 
 	draws := 0
 	if w.failed == nil {
