@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +24,7 @@ func runServe(args []string, stdout io.Writer) error {
 	cfgPath := fs.String("config", "", "YAML (or JSON) config file; without one, serve the built-in demo pool \"default\"")
 	listen := fs.String("listen", "", "address to listen on, overrides the config (default 127.0.0.1:7070)")
 	dataDir := fs.String("data-dir", "", "data directory, overrides the config (default ./data)")
+	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this separate address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: rewardpool serve [--config FILE] [--listen ADDR] [--data-dir DIR]\n\n"+
 			"Serves gRPC (h2c) and HTTP/JSON on one port. SIGINT/SIGTERM: stop accepting, finish\n"+
@@ -58,6 +62,14 @@ func runServe(args []string, stdout io.Writer) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
+
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	srv := server.New(cfg, log, version)
 	if err := srv.Listen(); err != nil {
@@ -98,4 +110,23 @@ func newLogger(cfg *config.Config) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// servePprof serves the runtime profiles on their own listener, so they are
+// never reachable through the API port and its auth.
+func servePprof(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Info("rewardpool: pprof listening", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }
