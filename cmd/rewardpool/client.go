@@ -142,3 +142,13 @@ func runAdmin(args []string, stdout io.Writer) error {
 	}
 	return cf.call("PUT", path, body, stdout)
 }
+
+// runPromote turns a replica into a primary (POST /v1/promote, admin token).
+func runPromote(args []string, stdout io.Writer) error {
+	var cf clientFlags
+	fs := newClientFlagSet("promote", "", &cf)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return cf.call("POST", "/v1/promote", nil, stdout)
+}

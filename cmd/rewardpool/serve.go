@@ -25,8 +25,9 @@ func runServe(args []string, stdout io.Writer) error {
 	listen := fs.String("listen", "", "address to listen on, overrides the config (default 127.0.0.1:7070)")
 	dataDir := fs.String("data-dir", "", "data directory, overrides the config (default ./data)")
 	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this separate address (e.g. 127.0.0.1:6060); off by default")
+	replicaOf := fs.String("replica-of", "", "run as a read-only replica of the primary at HOST:PORT, overrides the config's replica_of")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: rewardpool serve [--config FILE] [--listen ADDR] [--data-dir DIR]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: rewardpool serve [--config FILE] [--listen ADDR] [--data-dir DIR] [--replica-of HOST:PORT]\n\n"+
 			"Serves gRPC (h2c) and HTTP/JSON on one port. SIGINT/SIGTERM: stop accepting, finish\n"+
 			"in-flight requests, fsync, snapshot, exit 0.\n\nflags:\n")
 		fs.PrintDefaults()
@@ -48,6 +49,9 @@ func runServe(args []string, stdout io.Writer) error {
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
+	}
+	if *replicaOf != "" {
+		cfg.ReplicaOf = *replicaOf
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -91,6 +91,14 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// Log configures the structured log on stderr.
 	Log LogConfig `yaml:"log"`
+	// ReplicaOf, when set (host:port of another rewardpool server), starts
+	// this server as a read-only replica of that primary: its pools are the
+	// primary's (the pools list below is ignored), it refuses draws and
+	// admin writes, and it follows the primary's log until promoted.
+	// Default empty: a primary. "serve --replica-of" overrides it.
+	ReplicaOf string `yaml:"replica_of"`
+	// Replication configures log streaming to and from replicas.
+	Replication ReplicationConfig `yaml:"replication"`
 	// Pools are seeded from this list the first time their directory is
 	// created; afterwards their catalog lives in the data directory and
 	// changes through the admin API. A config without pools (or with an
@@ -115,6 +123,24 @@ type WALConfig struct {
 	// KeepSegments keeps at least this many of the newest segments even
 	// when snapshots cover them. Default 0: delete what snapshots cover.
 	KeepSegments int `yaml:"keep_segments"`
+}
+
+// ReplicationConfig configures replication.
+type ReplicationConfig struct {
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// the Replication service's StreamWAL and GetSnapshot (the admin token
+	// is accepted too), and a replica sends it to its primary. Default
+	// empty: those calls need the admin token when one is set, else none.
+	Token string `yaml:"token"`
+	// MinSyncReplicas is how many replicas must hold a batch before the
+	// primary answers its draws. Only 0 (asynchronous replication: a
+	// promoted replica may miss the draws of the last moments before the
+	// primary failed) is supported yet; Validate rejects anything else.
+	MinSyncReplicas int `yaml:"min_sync_replicas"`
+	// CAFile, on a replica, is a PEM file of the CA that signed the
+	// primary's TLS certificate: when set the replica connects over TLS.
+	// Default empty: plaintext (h2c).
+	CAFile string `yaml:"ca_file"`
 }
 
 // Limits bound requests.

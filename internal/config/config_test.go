@@ -101,6 +101,8 @@ var fullWant = Config{
 	AdminToken:        "admin-secret",
 	ClientToken:       "client-secret",
 	TLS:               TLSConfig{CertFile: "testdata/cert.pem", KeyFile: "testdata/key.pem"},
+	ReplicaOf:         "10.0.0.1:7070",
+	Replication:       ReplicationConfig{Token: "repl-secret", CAFile: "testdata/cert.pem"},
 	ShutdownTimeout:   Duration(90 * time.Second),
 	Log:               LogConfig{Level: "debug", Format: "json"},
 	Pools: []Pool{
@@ -328,6 +330,11 @@ func TestErrors(t *testing.T) {
 		{"max_body_bytes zero", "limits:\n  max_body_bytes: 0\n", 2, `limits.max_body_bytes "0": must be greater than zero`},
 		{"token with space", "admin_token: 'a b'\n", 1, `admin_token: whitespace or control character at byte 1`},
 		{"same tokens", "admin_token: t0k\nclient_token: t0k\n", 2, `client_token: the same as admin_token`},
+		{"min_sync_replicas unsupported", "replication:\n  token: r\n  min_sync_replicas: 1\n", 3, `replication.min_sync_replicas 1: not supported yet`},
+		{"min_sync_replicas negative", "replication:\n  min_sync_replicas: -1\n", 2, `replication.min_sync_replicas -1: must not be negative`},
+		{"replica_of without port", "replica_of: primary\n", 1, `replica_of "primary": want the primary's host:port`},
+		{"replication token with space", "replication:\n  token: 'a b'\n", 2, `replication.token: whitespace or control character at byte 1`},
+		{"unknown replication key", "replication:\n  tokn: x\n", 2, `replication: unknown field "tokn" (did you mean "token"?)`},
 		{"tls cert only", "tls:\n  cert_file: testdata/cert.pem\n", 2, `tls: cert_file is set but key_file is not (set both or neither)`},
 		{"tls key only", "tls:\n  key_file: testdata/key.pem\n", 2, `tls: key_file is set but cert_file is not (set both or neither)`},
 		{"tls missing file", "tls:\n  cert_file: testdata/cert.pem\n  key_file: testdata/nope.pem\n", 3, `tls.key_file "testdata/nope.pem": no such file or directory`},
@@ -551,4 +558,17 @@ func mustLoad(t *testing.T, path string) *Config {
 		t.Fatal(err)
 	}
 	return c
+}
+
+func TestReplicationConfig(t *testing.T) {
+	c, err := Parse([]byte("replica_of: 127.0.0.1:7070\nreplication:\n  token: s3cret\n  min_sync_replicas: 0\n"), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ReplicaOf != "127.0.0.1:7070" || c.Replication.Token != "s3cret" || c.Replication.MinSyncReplicas != 0 {
+		t.Fatalf("got replica_of %q replication %+v", c.ReplicaOf, c.Replication)
+	}
+	if d := Default(); d.ReplicaOf != "" || d.Replication != (ReplicationConfig{}) {
+		t.Fatalf("defaults: replica_of %q replication %+v", d.ReplicaOf, d.Replication)
+	}
 }

@@ -402,6 +402,17 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 				{"format", p.str(&c.Log.Format)},
 			})
 		}},
+		{"replica_of", p.str(&c.ReplicaOf)},
+		{"replication", func(v *yaml.Node, path string) {
+			if isNull(v) {
+				return
+			}
+			p.mapping(v, path, []field{
+				{"token", p.str(&c.Replication.Token)},
+				{"min_sync_replicas", p.intf(&c.Replication.MinSyncReplicas)},
+				{"ca_file", p.str(&c.Replication.CAFile)},
+			})
+		}},
 		{"pools", func(v *yaml.Node, path string) { c.Pools = p.pools(v, path) }},
 	})
 }

@@ -80,7 +80,7 @@ func (c *Config) check() []problem {
 		bad("limits.max_body_bytes", c.Limits.MaxBodyBytes, "limits.max_body_bytes %q: must be greater than zero", c.Limits.MaxBodyBytes)
 	}
 
-	for _, t := range []struct{ path, v string }{{"admin_token", c.AdminToken}, {"client_token", c.ClientToken}} {
+	for _, t := range []struct{ path, v string }{{"admin_token", c.AdminToken}, {"client_token", c.ClientToken}, {"replication.token", c.Replication.Token}} {
 		// Tokens are not echoed: the log line holding this error may be
 		// read by people who should not learn them.
 		if i := strings.IndexFunc(t.v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
@@ -103,6 +103,25 @@ func (c *Config) check() []problem {
 			} else if !st.Mode().IsRegular() {
 				bad(f.path, f.v, "%s %q: not a regular file", f.path, f.v)
 			}
+		}
+	}
+
+	if c.ReplicaOf != "" {
+		if _, port, err := net.SplitHostPort(c.ReplicaOf); err != nil || port == "" || port == "0" {
+			bad("replica_of", c.ReplicaOf, "replica_of %q: want the primary's host:port, like 10.0.0.1:7070", c.ReplicaOf)
+		}
+	}
+	switch n := c.Replication.MinSyncReplicas; {
+	case n < 0:
+		bad("replication.min_sync_replicas", n, "replication.min_sync_replicas %d: must not be negative", n)
+	case n > 0:
+		bad("replication.min_sync_replicas", n, "replication.min_sync_replicas %d: not supported yet (only 0, asynchronous replication)", n)
+	}
+	if f := c.Replication.CAFile; f != "" {
+		if st, err := os.Stat(f); err != nil {
+			bad("replication.ca_file", f, "replication.ca_file %q: %v", f, unwrapPath(err))
+		} else if !st.Mode().IsRegular() {
+			bad("replication.ca_file", f, "replication.ca_file %q: not a regular file", f)
 		}
 	}
 

@@ -12,24 +12,31 @@ import (
 type access int
 
 const (
-	accessPublic access = iota // health, metrics
-	accessClient               // draws and reads: client_token (or admin_token)
-	accessAdmin                // catalog changes: admin_token
+	accessPublic      access = iota // health, metrics
+	accessClient                    // draws and reads: client_token (or admin_token)
+	accessAdmin                     // catalog changes, promotion: admin_token
+	accessRead                      // reads: client_token, admin_token or replication.token
+	accessReplication               // StreamWAL, GetSnapshot: replication.token or admin_token
 )
 
 // authorizer checks bearer tokens. Tokens are compared as SHA-256 digests
 // with subtle.ConstantTimeCompare, so neither their content nor their
 // length leaks through timing.
 type authorizer struct {
-	admin, client [32]byte
-	hasAdmin      bool
-	hasClient     bool
+	admin, client, repl [32]byte
+	hasAdmin            bool
+	hasClient           bool
+	hasRepl             bool
 }
 
-func newAuthorizer(adminToken, clientToken string) *authorizer {
+func newAuthorizer(adminToken, clientToken string, replToken ...string) *authorizer {
 	a := &authorizer{hasAdmin: adminToken != "", hasClient: clientToken != ""}
 	a.admin = sha256.Sum256([]byte(adminToken))
 	a.client = sha256.Sum256([]byte(clientToken))
+	if len(replToken) > 0 && replToken[0] != "" {
+		a.hasRepl = true
+		a.repl = sha256.Sum256([]byte(replToken[0]))
+	}
 	return a
 }
 
@@ -48,7 +55,19 @@ func (a *authorizer) check(level access, token string) error {
 	}
 	sum := sha256.Sum256([]byte(token))
 	isAdmin := a.hasAdmin && subtle.ConstantTimeCompare(sum[:], a.admin[:]) == 1
+	isRepl := a.hasRepl && subtle.ConstantTimeCompare(sum[:], a.repl[:]) == 1
 	switch level {
+	case accessReplication:
+		switch {
+		case a.hasRepl && !isRepl && !isAdmin:
+			return errorf(codes.Unauthenticated, ErrUnauthorized, "replication token required: send Authorization: Bearer <replication.token>")
+		case !a.hasRepl && a.hasAdmin && !isAdmin:
+			return errorf(codes.Unauthenticated, ErrUnauthorized, "admin token required: send Authorization: Bearer <admin_token> (or configure replication.token)")
+		}
+	case accessRead:
+		if a.hasClient && !isAdmin && !isRepl && subtle.ConstantTimeCompare(sum[:], a.client[:]) != 1 {
+			return errorf(codes.Unauthenticated, ErrUnauthorized, "client token required: send Authorization: Bearer <client_token>")
+		}
 	case accessAdmin:
 		if a.hasAdmin && !isAdmin {
 			return errorf(codes.Unauthenticated, ErrUnauthorized, "admin token required: send Authorization: Bearer <admin_token>")

@@ -27,10 +27,14 @@ var methodAccess = map[string]access{
 	rpv1.RewardPool_DrawStream_FullMethodName: accessClient,
 	rpv1.RewardPool_Noop_FullMethodName:       accessClient,
 	rpv1.RewardPool_NoopStream_FullMethodName: accessClient,
-	rpv1.RewardPool_ListPools_FullMethodName:  accessClient,
-	rpv1.RewardPool_GetPool_FullMethodName:    accessClient,
+	rpv1.RewardPool_ListPools_FullMethodName:  accessRead,
+	rpv1.RewardPool_GetPool_FullMethodName:    accessRead,
 	rpv1.RewardPool_PutItem_FullMethodName:    accessAdmin,
 	rpv1.RewardPool_DeleteItem_FullMethodName: accessAdmin,
+
+	rpv1.Replication_StreamWAL_FullMethodName:   accessReplication,
+	rpv1.Replication_GetSnapshot_FullMethodName: accessReplication,
+	rpv1.Replication_Promote_FullMethodName:     accessAdmin,
 }
 
 func (s *Server) authorizeGRPC(ctx context.Context, method string) error {

@@ -158,7 +158,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, name := range p.names {
-		e := p.engines[name]
+		e := p.engine(name)
 		stats := e.Stats()
 		ch <- prometheus.MustNewConstMetric(c.walBytes, prometheus.CounterValue, float64(stats.WALBytes), name)
 		ch <- prometheus.MustNewConstMetric(c.syncs, prometheus.CounterValue, float64(stats.Syncs), name)

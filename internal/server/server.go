@@ -24,6 +24,7 @@ import (
 	"github.com/rewardpool/rewardpool"
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
 	"github.com/rewardpool/rewardpool/internal/config"
+	"github.com/rewardpool/rewardpool/internal/replica"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -55,6 +56,13 @@ type Server struct {
 	// engineHook, when set, adjusts each pool's engine options just before
 	// Recover opens it. A test seam (fault injection through WALHooks).
 	engineHook func(pool string, o *rewardpool.Options)
+
+	// Replication: follower is set while this node follows a primary.
+	follower    atomic.Pointer[replica.Follower]
+	primaryAddr atomic.Pointer[string] // nil: this node is a primary
+	// replicaBackoff, when set, is the follower's base reconnect delay.
+	// A test seam.
+	replicaBackoff time.Duration
 }
 
 // New builds a server for cfg. Nothing listens or opens until Listen and
@@ -64,7 +72,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		cfg:     cfg,
 		log:     log,
 		version: version,
-		auth:    newAuthorizer(cfg.AdminToken, cfg.ClientToken),
+		auth:    newAuthorizer(cfg.AdminToken, cfg.ClientToken, cfg.Replication.Token),
 		metrics: newMetrics(version),
 		health:  health.NewServer(),
 	}
@@ -76,6 +84,12 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)),
 	)
 	rpv1.RegisterRewardPoolServer(s.grpc, &grpcService{s: s})
+	rpv1.RegisterReplicationServer(s.grpc, &replicationService{s: s})
+	s.metrics.reg.MustRegister(&replicationCollector{s: s})
+	if cfg.ReplicaOf != "" {
+		addr := cfg.ReplicaOf
+		s.primaryAddr.Store(&addr)
+	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.http = &http.Server{
@@ -146,33 +160,54 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // would take for a configuration fact.
 func (s *Server) Recover() error {
 	start := time.Now()
-	engines := map[string]*rewardpool.Engine{}
-	for _, p := range s.cfg.Pools {
-		dir := filepath.Join(s.cfg.DataDir, p.Name)
-		_, statErr := os.Stat(filepath.Join(dir, "wal"))
-		o := s.cfg.EngineOptions(p)
-		o.Logger = s.log.With("pool", p.Name)
-		o.Observer = s.metrics.observer(p.Name)
-		if s.engineHook != nil {
-			s.engineHook(p.Name, &o)
-		}
-		e, err := rewardpool.Open(dir, o)
+	type poolCfg struct {
+		p      config.Pool
+		seeded bool // the directory existed: compare config and state
+	}
+	var list []poolCfg
+	if s.cfg.ReplicaOf != "" {
+		names, err := s.startReplica()
 		if err != nil {
-			for _, open := range engines {
-				open.Close()
-			}
-			return fmt.Errorf("server: open pool %q: %w", p.Name, err)
+			return err
 		}
-		engines[p.Name] = e
-		if statErr == nil {
-			s.warnIfConfigDiffers(p.Name, e, o.Items)
+		for _, n := range names {
+			list = append(list, poolCfg{p: config.Pool{Name: n}})
+		}
+	} else {
+		for _, p := range s.cfg.Pools {
+			_, statErr := os.Stat(filepath.Join(s.cfg.DataDir, p.Name, "wal"))
+			list = append(list, poolCfg{p: p, seeded: statErr == nil})
 		}
 	}
-	s.pools.Store(newPools(engines))
+	nodes := map[string]*poolNode{}
+	for _, pc := range list {
+		n, err := s.openNode(pc.p)
+		if err != nil {
+			for _, open := range nodes {
+				open.close()
+			}
+			if f := s.follower.Load(); f != nil {
+				f.Stop()
+			}
+			return fmt.Errorf("server: open pool %q: %w", pc.p.Name, err)
+		}
+		nodes[pc.p.Name] = n
+		if pc.seeded {
+			s.warnIfConfigDiffers(pc.p.Name, n.eng, s.cfg.EngineOptions(pc.p).Items)
+		}
+	}
+	s.pools.Store(newPools(nodes))
 	s.ready.Store(true)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(rpv1.RewardPool_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	s.log.Info("rewardpool: ready", "pools", len(engines), "took", time.Since(start))
+	if f := s.follower.Load(); f != nil {
+		names := make([]string, 0, len(list))
+		for _, pc := range list {
+			names = append(names, pc.p.Name)
+		}
+		f.Start(names)
+	}
+	s.log.Info("rewardpool: ready", "pools", len(nodes), "role", s.role(), "took", time.Since(start))
 	return nil
 }
 
@@ -225,6 +260,13 @@ func (s *Server) shutdown(ctx context.Context) error {
 		s.mux.Close()
 	}
 	httpErr := s.http.Shutdown(ctx)
+	// StreamWAL streams never end on their own: close the streamers so
+	// they return and GracefulStop does not wait for the deadline.
+	if p := s.pools.Load(); p != nil {
+		for _, name := range p.names {
+			p.entries[name].node.Load().st.Close()
+		}
+	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
@@ -241,9 +283,16 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if httpErr != nil && !errors.Is(httpErr, context.DeadlineExceeded) {
 		errs = append(errs, httpErr)
 	}
+	if f := s.follower.Load(); f != nil {
+		f.Stop()
+	}
 	if p := s.pools.Load(); p != nil {
 		for _, name := range p.names {
-			if err := p.engines[name].Close(); err != nil {
+			ent := p.entries[name]
+			ent.mu.Lock()
+			err := ent.node.Load().close()
+			ent.mu.Unlock()
+			if err != nil {
 				errs = append(errs, fmt.Errorf("close pool %q: %w", name, err))
 			}
 		}

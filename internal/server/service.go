@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rewardpool/rewardpool"
 	"github.com/rewardpool/rewardpool/pool"
+	"github.com/rewardpool/rewardpool/stream"
 	"google.golang.org/grpc/codes"
 )
 
@@ -48,6 +51,10 @@ func asError(err error) *Error {
 		return errorf(codes.NotFound, err, "%v", err)
 	case errors.Is(err, rewardpool.ErrDuplicateItem):
 		return errorf(codes.AlreadyExists, err, "%v", err)
+	case errors.Is(err, rewardpool.ErrReplica):
+		return errorf(codes.FailedPrecondition, err, "this node is a read-only replica: send draws and admin changes to the primary")
+	case errors.Is(err, rewardpool.ErrNotReplica):
+		return errorf(codes.FailedPrecondition, err, "this node is not a replica")
 	case errors.Is(err, rewardpool.ErrWAL):
 		return errorf(codes.Unavailable, err, "%v", err)
 	case errors.Is(err, rewardpool.ErrClosed):
@@ -60,25 +67,53 @@ func asError(err error) *Error {
 	return errorf(codes.Internal, err, "%v", err)
 }
 
-// pools is the set of open engines by name. It is built once recovery has
-// finished and never changes afterwards, so reads need no lock.
+// pools is the set of pools by name. It is built once recovery has
+// finished and its membership never changes afterwards, so reads need no
+// lock; a pool's engine (and streamer) can be swapped atomically (a
+// replica bootstrapping from a snapshot reopens its engine).
 type pools struct {
 	names   []string
-	engines map[string]*rewardpool.Engine
+	entries map[string]*poolEntry
 }
 
-func (p *pools) get(name string) (*rewardpool.Engine, error) {
-	e, ok := p.engines[name]
+// poolEntry is one pool: its current engine and the streamer fed by it.
+type poolEntry struct {
+	name string
+	mu   sync.Mutex // serialises swaps
+	node atomic.Pointer[poolNode]
+}
+
+type poolNode struct {
+	eng *rewardpool.Engine
+	st  *stream.Streamer
+}
+
+func (p *pools) entry(name string) (*poolEntry, error) {
+	e, ok := p.entries[name]
 	if !ok {
 		return nil, errorf(codes.NotFound, ErrUnknownPool, "pool %q not found", name)
 	}
 	return e, nil
 }
 
-func newPools(m map[string]*rewardpool.Engine) *pools {
-	p := &pools{engines: m}
-	for name := range m {
+func (p *pools) get(name string) (*rewardpool.Engine, error) {
+	e, err := p.entry(name)
+	if err != nil {
+		return nil, err
+	}
+	return e.node.Load().eng, nil
+}
+
+// engine returns the current engine of a pool known to exist.
+func (p *pools) engine(name string) *rewardpool.Engine { return p.entries[name].node.Load().eng }
+
+func newPools(m map[string]*poolNode) *pools {
+	p := &pools{entries: map[string]*poolEntry{}}
+	for name, n := range m {
 		p.names = append(p.names, name)
+		e := &poolEntry{name: name}
+		e.node.Store(n)
+		p.entries[name] = e
 	}
 	sort.Strings(p.names)
 	return p
@@ -189,6 +224,9 @@ func (s *Server) checkDraw(pool string, count int64, key string, zeroIsOne bool)
 	if err != nil {
 		return nil, 0, err
 	}
+	if err := s.replicaErr(); err != nil {
+		return nil, 0, err
+	}
 	if count == 0 && zeroIsOne {
 		count = 1
 	}
@@ -257,6 +295,9 @@ func (s *Server) putItem(ctx context.Context, pool, id string, quantity *int64, 
 	if err != nil {
 		return poolView{}, err
 	}
+	if err := s.replicaErr(); err != nil {
+		return poolView{}, err
+	}
 	if err := putItem(ctx, e, id, quantity, weight); err != nil {
 		return poolView{}, err
 	}
@@ -267,6 +308,9 @@ func (s *Server) putItem(ctx context.Context, pool, id string, quantity *int64, 
 func (s *Server) deleteItem(ctx context.Context, pool, id string) (poolView, error) {
 	e, err := s.pool(pool)
 	if err != nil {
+		return poolView{}, err
+	}
+	if err := s.replicaErr(); err != nil {
 		return poolView{}, err
 	}
 	if id == "" {

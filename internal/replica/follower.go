@@ -1,0 +1,407 @@
+// Package replica is the replica side of replication (issue 4): a Follower
+// tails each pool's committed log from a primary's Replication service and
+// applies it to the local engines, bootstrapping from a snapshot when the
+// primary no longer has the records it needs.
+package replica
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rewardpool/rewardpool"
+	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"github.com/rewardpool/rewardpool/snapshot"
+	"github.com/rewardpool/rewardpool/wal"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Host gives the follower the local engines. The server implements it.
+type Host interface {
+	// Engine returns the pool's current engine.
+	Engine(pool string) (*rewardpool.Engine, error)
+	// Reinstall closes the pool's engine, calls install with the pool's
+	// directory while no engine has it open, and reopens it as a replica.
+	Reinstall(pool string, install func(dir string) error) error
+}
+
+// Config configures a Follower.
+type Config struct {
+	Primary string      // host:port of the primary
+	TLS     *tls.Config // nil: plaintext (h2c)
+	Token   string      // sent as "authorization: Bearer <token>" when set
+	Host    Host
+	Logger  *slog.Logger
+	// BaseBackoff is the first reconnect delay (default 50ms); it doubles
+	// after each failed attempt up to MaxBackoff (default 2s).
+	BaseBackoff, MaxBackoff time.Duration
+	// MaxApply bounds the records of one Apply call (default 8192); a call
+	// always ends at a commit record, so one batch may exceed it.
+	MaxApply int
+}
+
+// PoolStatus is what GET /v1/replication and the metrics show for a pool.
+type PoolStatus struct {
+	Name       string
+	AppliedSeq uint64 // local engine's last seq
+	PrimarySeq uint64 // highest seq received from the primary (0: unknown)
+	Connected  bool
+	Lag        uint64 // PrimarySeq - AppliedSeq when known
+	Bootstraps uint64
+}
+
+type poolState struct {
+	name       string
+	primarySeq atomic.Uint64
+	connected  atomic.Bool
+	bootstraps atomic.Uint64
+}
+
+// Follower follows a primary for a set of pools.
+type Follower struct {
+	cfg    Config
+	log    *slog.Logger
+	conn   *grpc.ClientConn
+	repl   rpv1.ReplicationClient
+	rp     rpv1.RewardPoolClient
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	mu    sync.Mutex
+	pools []*poolState
+}
+
+// New dials (lazily) the primary. Nothing is followed until Start.
+func New(cfg Config) (*Follower, error) {
+	if cfg.BaseBackoff <= 0 {
+		cfg.BaseBackoff = 50 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 2 * time.Second
+	}
+	if cfg.MaxApply <= 0 {
+		cfg.MaxApply = 8192
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	conn, err := grpc.NewClient("passthrough:///"+cfg.Primary, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(8<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("replica: connect to %s: %w", cfg.Primary, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Follower{cfg: cfg, log: cfg.Logger, conn: conn, repl: rpv1.NewReplicationClient(conn),
+		rp: rpv1.NewRewardPoolClient(conn), ctx: ctx, cancel: cancel}, nil
+}
+
+func (f *Follower) outgoing(ctx context.Context) context.Context {
+	if f.cfg.Token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+f.cfg.Token)
+}
+
+// ListPools asks the primary for its pool names.
+func (f *Follower) ListPools(ctx context.Context) ([]string, error) {
+	resp, err := f.rp.ListPools(f.outgoing(ctx), &rpv1.ListPoolsRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("replica: list pools of %s: %w", f.cfg.Primary, err)
+	}
+	var names []string
+	for _, p := range resp.GetPools() {
+		names = append(names, p.GetName())
+	}
+	return names, nil
+}
+
+// Start follows each pool in its own goroutine.
+func (f *Follower) Start(pools []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, name := range pools {
+		ps := &poolState{name: name}
+		f.pools = append(f.pools, ps)
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.follow(ps)
+		}()
+	}
+}
+
+// Stop stops following and waits; the engines stay open. Idempotent.
+func (f *Follower) Stop() {
+	f.once.Do(func() {
+		f.cancel()
+		f.wg.Wait()
+		f.conn.Close()
+		f.mu.Lock()
+		for _, ps := range f.pools {
+			ps.connected.Store(false)
+		}
+		f.mu.Unlock()
+	})
+}
+
+// Primary is the primary's address.
+func (f *Follower) Primary() string { return f.cfg.Primary }
+
+// Status reports each followed pool.
+func (f *Follower) Status() []PoolStatus {
+	f.mu.Lock()
+	pools := append([]*poolState(nil), f.pools...)
+	f.mu.Unlock()
+	out := make([]PoolStatus, 0, len(pools))
+	for _, ps := range pools {
+		st := PoolStatus{Name: ps.name, PrimarySeq: ps.primarySeq.Load(), Connected: ps.connected.Load(),
+			Bootstraps: ps.bootstraps.Load()}
+		if e, err := f.cfg.Host.Engine(ps.name); err == nil {
+			st.AppliedSeq = e.LastSeq()
+		}
+		if st.PrimarySeq > st.AppliedSeq {
+			st.Lag = st.PrimarySeq - st.AppliedSeq
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// follow runs sessions until Stop, reconnecting with backoff.
+func (f *Follower) follow(ps *poolState) {
+	backoff := f.cfg.BaseBackoff
+	for f.ctx.Err() == nil {
+		progressed, err := f.session(ps)
+		ps.connected.Store(false)
+		if f.ctx.Err() != nil {
+			return
+		}
+		if status.Code(err) == codes.OutOfRange {
+			f.log.Warn("replica: primary no longer has the records this pool needs; bootstrapping from its snapshot",
+				"pool", ps.name, "err", err)
+			if berr := f.bootstrap(ps); berr != nil {
+				f.log.Error("replica: bootstrap failed", "pool", ps.name, "err", berr)
+			} else {
+				progressed = true
+			}
+		} else if err != nil {
+			f.log.Warn("replica: stream from primary ended; reconnecting", "pool", ps.name,
+				"primary", f.cfg.Primary, "err", err, "backoff", backoff)
+		}
+		if progressed {
+			backoff = f.cfg.BaseBackoff
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-f.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if !progressed {
+			backoff = min(backoff*2, f.cfg.MaxBackoff)
+		}
+	}
+}
+
+// session tails the pool's stream from the engine's last seq + 1 until an
+// error. progressed says whether anything was applied.
+func (f *Follower) session(ps *poolState) (progressed bool, err error) {
+	eng, err := f.cfg.Host.Engine(ps.name)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	from := eng.LastSeq() + 1
+	stream, err := f.repl.StreamWAL(f.outgoing(ctx), &rpv1.StreamWALRequest{Pool: ps.name, FromSeq: from})
+	if err != nil {
+		return false, err
+	}
+	if _, err := stream.Header(); err != nil {
+		return false, err
+	}
+	ps.connected.Store(true)
+	f.log.Info("replica: following primary", "pool", ps.name, "primary", f.cfg.Primary, "from_seq", from)
+
+	// A reader goroutine keeps the next records coming while Apply runs.
+	type item struct {
+		rec *rpv1.WALRecord
+		err error
+	}
+	ch := make(chan item, 4096)
+	go func() {
+		defer close(ch)
+		for {
+			r, err := stream.Recv()
+			select {
+			case ch <- item{r, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var batch []wal.Record
+	next := from
+	for it := range ch {
+		if it.err != nil {
+			return progressed, it.err
+		}
+		r, err := FromProto(it.rec)
+		if err != nil {
+			return progressed, err
+		}
+		if r.Seq != next {
+			return progressed, fmt.Errorf("replica: primary sent seq %d, want %d", r.Seq, next)
+		}
+		next++
+		if r.Seq > ps.primarySeq.Load() {
+			ps.primarySeq.Store(r.Seq)
+		}
+		batch = append(batch, r)
+		if !r.Commit || (len(ch) > 0 && len(batch) < f.cfg.MaxApply) {
+			continue
+		}
+		if err := eng.Apply(ctx, batch); err != nil {
+			return progressed, fmt.Errorf("replica: apply seqs %d..%d: %w", batch[0].Seq, r.Seq, err)
+		}
+		progressed = true
+		batch = batch[:0]
+	}
+	return progressed, errors.New("replica: stream closed")
+}
+
+// bootstrap fetches the primary's newest snapshot and installs it as the
+// pool's only state: snapshot in place, local log removed.
+func (f *Follower) bootstrap(ps *poolState) error {
+	eng, err := f.cfg.Host.Engine(ps.name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
+	defer cancel()
+	stream, err := f.repl.GetSnapshot(f.outgoing(ctx), &rpv1.GetSnapshotRequest{Pool: ps.name})
+	if err != nil {
+		return err
+	}
+	// Fetch into a temp file beside the data dir's pool directory first:
+	// the engine stays open (serving reads) while the bytes arrive.
+	tmp, err := os.CreateTemp(os.TempDir(), "rewardpool-bootstrap-*.snap")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	var seq uint64
+	for {
+		c, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("replica: receive snapshot: %w", err)
+		}
+		seq = c.GetSeq()
+		if _, err := tmp.Write(c.GetData()); err != nil {
+			return err
+		}
+		if c.GetLast() {
+			break
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if local := eng.LastSeq(); seq < local {
+		return fmt.Errorf("replica: primary's snapshot is at seq %d, behind this replica's %d: the logs diverged (not handled yet)", seq, local)
+	}
+	data, err := os.ReadFile(tmp.Name())
+	if err != nil {
+		return err
+	}
+	if st, err := snapshot.Decode(data); err != nil {
+		return fmt.Errorf("replica: snapshot from primary: %w", err)
+	} else if st.Seq != seq {
+		return fmt.Errorf("replica: snapshot from primary holds seq %d, chunks said %d", st.Seq, seq)
+	}
+	err = f.cfg.Host.Reinstall(ps.name, func(dir string) error {
+		return install(dir, seq, data)
+	})
+	if err != nil {
+		return err
+	}
+	ps.bootstraps.Add(1)
+	f.log.Info("replica: bootstrapped from primary's snapshot", "pool", ps.name, "seq", seq)
+	return nil
+}
+
+// install writes the snapshot into dir/snapshots atomically (temp, fsync,
+// rename, fsync dir), removes the other snapshots and the log.
+func install(dir string, seq uint64, data []byte) error {
+	snapDir := filepath.Join(dir, "snapshots")
+	if err := os.MkdirAll(snapDir, 0o755); err != nil {
+		return err
+	}
+	final := filepath.Join(snapDir, snapshot.FileName(seq))
+	tmp, err := os.CreateTemp(snapDir, snapshot.FileName(seq)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	infos, err := snapshot.List(snapDir)
+	if err != nil {
+		return err
+	}
+	for _, in := range infos {
+		if in.Name != filepath.Base(final) {
+			os.Remove(filepath.Join(snapDir, in.Name))
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "wal")); err != nil {
+		return err
+	}
+	if d, err := os.Open(snapDir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

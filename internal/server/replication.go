@@ -1,0 +1,443 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rewardpool/rewardpool"
+	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"github.com/rewardpool/rewardpool/internal/config"
+	"github.com/rewardpool/rewardpool/internal/replica"
+	"github.com/rewardpool/rewardpool/snapshot"
+	"github.com/rewardpool/rewardpool/stream"
+	"github.com/rewardpool/rewardpool/wal"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// snapshotChunk bounds the data of one SnapshotChunk.
+const snapshotChunk = 1 << 20
+
+// openNode opens a pool's engine with a streamer hanging off its Committed
+// hook, so StreamWAL (and cascading replicas) can follow it.
+func (s *Server) openNode(p config.Pool) (*poolNode, error) {
+	dir := filepath.Join(s.cfg.DataDir, p.Name)
+	o := s.cfg.EngineOptions(p)
+	o.Logger = s.log.With("pool", p.Name)
+	o.Observer = s.metrics.observer(p.Name)
+	if s.cfg.ReplicaOf != "" {
+		o.Replica = true
+		o.Items = nil
+	}
+	if s.engineHook != nil {
+		s.engineHook(p.Name, &o)
+	}
+	var eng *rewardpool.Engine // set before Start, which is before any Scan
+	st := stream.New(stream.SourceFunc(func(from uint64, fn func(*wal.Record) error) error {
+		return eng.ScanLog(from, fn)
+	}), stream.Options{Logger: s.log.With("pool", p.Name, "component", "stream")})
+	o.Committed = st.Committed
+	e, err := rewardpool.Open(dir, o)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	eng = e
+	st.Start(e.LastSeq())
+	return &poolNode{eng: e, st: st}, nil
+}
+
+// close closes the streamer, then the engine.
+func (n *poolNode) close() error {
+	n.st.Close()
+	return n.eng.Close()
+}
+
+// role is "primary" or "replica".
+func (s *Server) role() string {
+	if s.primaryAddr.Load() != nil {
+		return "replica"
+	}
+	return "primary"
+}
+
+// replicaErr is the error a write gets on a replica, naming the primary.
+func (s *Server) replicaErr() error {
+	p := s.primaryAddr.Load()
+	if p == nil {
+		return nil
+	}
+	return errorf(codes.FailedPrecondition, rewardpool.ErrReplica,
+		"this node is a read-only replica of %s: send draws and admin changes to the primary", *p)
+}
+
+// startReplica builds the follower and returns the primary's pools. If the
+// primary cannot be reached, the pools already in the data directory are
+// used, so a replica restarts while its primary is down.
+func (s *Server) startReplica() ([]string, error) {
+	var tlsCfg *tls.Config
+	if ca := s.cfg.Replication.CAFile; ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("server: replication.ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("server: replication.ca_file %s: no PEM certificate", ca)
+		}
+		tlsCfg = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"}}
+	}
+	f, err := replica.New(replica.Config{
+		Primary:     s.cfg.ReplicaOf,
+		TLS:         tlsCfg,
+		Token:       s.cfg.Replication.Token,
+		Host:        replicaHost{s},
+		Logger:      s.log.With("component", "replica"),
+		BaseBackoff: s.replicaBackoff,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		names, err = f.ListPools(ctx)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		entries, derr := os.ReadDir(s.cfg.DataDir)
+		for _, e := range entries {
+			if _, serr := os.Stat(filepath.Join(s.cfg.DataDir, e.Name(), "wal")); e.IsDir() && serr == nil {
+				names = append(names, e.Name())
+			}
+		}
+		if derr != nil || len(names) == 0 {
+			f.Stop()
+			return nil, fmt.Errorf("server: replica of %s: %w (and no pools in %s)", s.cfg.ReplicaOf, err, s.cfg.DataDir)
+		}
+		s.log.Warn("rewardpool: primary unreachable; following the pools already in the data directory",
+			"primary", s.cfg.ReplicaOf, "pools", names, "err", err)
+	}
+	s.follower.Store(f)
+	return names, nil
+}
+
+// replicaHost gives the follower the server's engines.
+type replicaHost struct{ s *Server }
+
+func (h replicaHost) Engine(name string) (*rewardpool.Engine, error) {
+	p := h.s.pools.Load()
+	if p == nil {
+		return nil, ErrNotReady
+	}
+	return p.get(name)
+}
+
+func (h replicaHost) Reinstall(name string, install func(dir string) error) error {
+	p := h.s.pools.Load()
+	if p == nil {
+		return ErrNotReady
+	}
+	ent, err := p.entry(name)
+	if err != nil {
+		return err
+	}
+	ent.mu.Lock()
+	defer ent.mu.Unlock()
+	if !h.s.ready.Load() {
+		return ErrNotReady // shutting down: leave the engine to Shutdown
+	}
+	if err := ent.node.Load().close(); err != nil {
+		h.s.log.Warn("rewardpool: close pool before bootstrap", "pool", name, "err", err)
+	}
+	ierr := install(filepath.Join(h.s.cfg.DataDir, name))
+	n, err := h.s.openNode(config.Pool{Name: name})
+	if err != nil {
+		return errors.Join(ierr, fmt.Errorf("server: reopen pool %q: %w", name, err))
+	}
+	ent.node.Store(n)
+	return ierr
+}
+
+// promote turns this node into a primary: stops following, then promotes
+// every pool's engine. It returns the highest resulting epoch.
+func (s *Server) promote(ctx context.Context) (uint64, error) {
+	p := s.pools.Load()
+	if p == nil || !s.ready.Load() {
+		return 0, errorf(codes.Unavailable, ErrNotReady, "server is not ready (recovering or shutting down)")
+	}
+	if f := s.follower.Load(); f != nil {
+		f.Stop()
+	}
+	var epoch uint64
+	for _, name := range p.names {
+		e := p.engine(name)
+		ep, err := e.Promote(ctx)
+		if errors.Is(err, rewardpool.ErrNotReplica) {
+			st, serr := e.State(ctx)
+			if serr != nil {
+				return 0, serr
+			}
+			ep, err = st.Epoch, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("promote pool %q: %w", name, err)
+		}
+		epoch = max(epoch, ep)
+	}
+	if s.primaryAddr.Swap(nil) != nil {
+		s.log.Info("rewardpool: promoted to primary", "epoch", epoch)
+	}
+	return epoch, nil
+}
+
+// replicationService implements rewardpool.v1.Replication.
+type replicationService struct {
+	rpv1.UnimplementedReplicationServer
+	s *Server
+}
+
+var sinkIDs atomic.Uint64
+
+// grpcSink sends records on a StreamWAL stream from the streamer's sink
+// goroutine; the handler waits for it to stop.
+type grpcSink struct {
+	stream grpc.ServerStreamingServer[rpv1.WALRecord]
+	done   chan struct{}
+}
+
+func (g *grpcSink) Stream(recs []wal.Record) error {
+	for i := range recs {
+		if err := g.stream.Send(replica.ToProto(&recs[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *grpcSink) Close() error { close(g.done); return nil }
+
+func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.ServerStreamingServer[rpv1.WALRecord]) error {
+	s := r.s
+	if req.GetPool() == "" {
+		return toStatus(errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, "pool: must not be empty"))
+	}
+	p := s.pools.Load()
+	if p == nil || !s.ready.Load() {
+		return toStatus(errorf(codes.Unavailable, ErrNotReady, "server is not ready (recovering or shutting down)"))
+	}
+	ent, err := p.entry(req.GetPool())
+	if err != nil {
+		return toStatus(err)
+	}
+	node := ent.node.Load()
+	from := max(req.GetFromSeq(), 1)
+	last := node.eng.LastSeq()
+	if from > last+1 {
+		return status.Errorf(codes.OutOfRange, "from_seq %d is beyond this node's next seq %d (the logs diverged?)", from, last+1)
+	}
+	if from <= last {
+		// Is the first record still on disk? Ask before sending anything.
+		err := node.eng.ScanLog(from, func(*wal.Record) error { return errStopProbe })
+		if errors.Is(err, wal.ErrGap) {
+			return gapStatus(req.GetPool(), from)
+		}
+		if err != nil && !errors.Is(err, errStopProbe) {
+			return status.Errorf(codes.Unavailable, "read log of pool %q: %v", req.GetPool(), err)
+		}
+	}
+	if err := ss.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	sink := &grpcSink{stream: ss, done: make(chan struct{})}
+	name := "grpc-" + strconv.FormatUint(sinkIDs.Add(1), 10)
+	if err := node.st.AddSink(name, sink, from); err != nil {
+		return status.Errorf(codes.Unavailable, "pool %q: %v", req.GetPool(), err)
+	}
+	select {
+	case <-ss.Context().Done():
+	case <-sink.done:
+	}
+	var sinkErr error
+	for _, st := range node.st.Stats().Sinks {
+		if st.Name == name {
+			sinkErr = st.Err
+		}
+	}
+	node.st.RemoveSink(name)
+	switch {
+	case ss.Context().Err() != nil:
+		return status.FromContextError(ss.Context().Err()).Err()
+	case errors.Is(sinkErr, wal.ErrGap):
+		return gapStatus(req.GetPool(), from)
+	case sinkErr != nil:
+		return status.Errorf(codes.Unavailable, "pool %q: stream stopped: %v", req.GetPool(), sinkErr)
+	}
+	return status.Errorf(codes.Unavailable, "pool %q: stream closed (engine closing or reopened); reconnect", req.GetPool())
+}
+
+var errStopProbe = errors.New("probe done")
+
+func gapStatus(pool string, from uint64) error {
+	return status.Errorf(codes.OutOfRange,
+		"pool %q: from_seq %d is older than the oldest retained log segment: bootstrap from GetSnapshot, then StreamWAL from its seq + 1", pool, from)
+}
+
+func (r *replicationService) GetSnapshot(req *rpv1.GetSnapshotRequest, ss grpc.ServerStreamingServer[rpv1.SnapshotChunk]) error {
+	s := r.s
+	if req.GetPool() == "" {
+		return toStatus(errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, "pool: must not be empty"))
+	}
+	if _, err := s.pool(req.GetPool()); err != nil {
+		return toStatus(err)
+	}
+	dir := filepath.Join(s.cfg.DataDir, req.GetPool(), "snapshots")
+	// The newest file may be pruned between List and Open: try again.
+	for attempt := 0; ; attempt++ {
+		infos, err := snapshot.List(dir)
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "list snapshots: %v", err)
+		}
+		if len(infos) == 0 {
+			return status.Errorf(codes.FailedPrecondition, "pool %q: no snapshot yet; retry", req.GetPool())
+		}
+		newest := infos[len(infos)-1]
+		f, err := os.Open(filepath.Join(dir, newest.Name))
+		if errors.Is(err, os.ErrNotExist) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "open snapshot: %v", err)
+		}
+		defer f.Close()
+		buf := make([]byte, snapshotChunk)
+		for {
+			n, rerr := io.ReadFull(f, buf)
+			last := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
+			if rerr != nil && !last {
+				return status.Errorf(codes.Unavailable, "read snapshot: %v", rerr)
+			}
+			if err := ss.Send(&rpv1.SnapshotChunk{Data: buf[:n], Seq: newest.Seq, Last: last}); err != nil {
+				return err
+			}
+			if last {
+				return nil
+			}
+		}
+	}
+}
+
+func (r *replicationService) Promote(ctx context.Context, _ *rpv1.PromoteRequest) (*rpv1.PromoteResponse, error) {
+	epoch, err := r.s.promote(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &rpv1.PromoteResponse{Epoch: epoch}, nil
+}
+
+// replicationView is GET /v1/replication.
+type replicationView struct {
+	Role    string            `json:"role"`
+	Primary string            `json:"primary"`
+	Pools   []replicationPool `json:"pools"`
+}
+
+type replicationPool struct {
+	Name       string `json:"name"`
+	AppliedSeq uint64 `json:"applied_seq"`
+	PrimarySeq uint64 `json:"primary_seq,omitempty"`
+	Connected  bool   `json:"connected"`
+	LagRecords uint64 `json:"lag_records"`
+}
+
+func (s *Server) replicationStatus() replicationView {
+	v := replicationView{Role: s.role(), Pools: []replicationPool{}}
+	if p := s.primaryAddr.Load(); p != nil {
+		v.Primary = *p
+	}
+	if f := s.follower.Load(); f != nil && v.Role == "replica" {
+		for _, st := range f.Status() {
+			v.Pools = append(v.Pools, replicationPool{Name: st.Name, AppliedSeq: st.AppliedSeq,
+				PrimarySeq: st.PrimarySeq, Connected: st.Connected, LagRecords: st.Lag})
+		}
+		return v
+	}
+	if p := s.pools.Load(); p != nil {
+		for _, name := range p.names {
+			seq := p.engine(name).LastSeq()
+			v.Pools = append(v.Pools, replicationPool{Name: name, AppliedSeq: seq, PrimarySeq: seq, Connected: true})
+		}
+	}
+	return v
+}
+
+func (s *Server) handleReplication(w http.ResponseWriter, r *http.Request) {
+	b, err := json.Marshal(s.replicationStatus())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+func (s *Server) handlePromote(w http.ResponseWriter, r *http.Request) {
+	epoch, err := s.promote(r.Context())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"epoch":`+strconv.FormatUint(epoch, 10)+`}`))
+}
+
+// replicationCollector exports the follower's state.
+type replicationCollector struct{ s *Server }
+
+var (
+	replAppliedDesc = prometheus.NewDesc("rewardpool_replication_applied_seq",
+		"Last log seq this replica applied.", []string{"pool"}, nil)
+	replLagDesc = prometheus.NewDesc("rewardpool_replication_lag_records",
+		"Records the primary has sent or announced that this replica has not applied yet.", []string{"pool"}, nil)
+	replConnDesc = prometheus.NewDesc("rewardpool_replication_connected",
+		"1 while this replica's stream from the primary is open.", []string{"pool"}, nil)
+)
+
+func (c *replicationCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- replAppliedDesc
+	ch <- replLagDesc
+	ch <- replConnDesc
+}
+
+func (c *replicationCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.s.follower.Load()
+	if f == nil || c.s.pools.Load() == nil {
+		return
+	}
+	for _, st := range f.Status() {
+		conn := 0.0
+		if st.Connected {
+			conn = 1
+		}
+		ch <- prometheus.MustNewConstMetric(replAppliedDesc, prometheus.GaugeValue, float64(st.AppliedSeq), st.Name)
+		ch <- prometheus.MustNewConstMetric(replLagDesc, prometheus.GaugeValue, float64(st.Lag), st.Name)
+		ch <- prometheus.MustNewConstMetric(replConnDesc, prometheus.GaugeValue, conn, st.Name)
+	}
+}
