@@ -132,10 +132,13 @@ type ReplicationConfig struct {
 	// is accepted too), and a replica sends it to its primary. Default
 	// empty: those calls need the admin token when one is set, else none.
 	Token string `yaml:"token"`
-	// MinSyncReplicas is how many replicas must hold a batch before the
-	// primary answers its draws. Only 0 (asynchronous replication: a
-	// promoted replica may miss the draws of the last moments before the
-	// primary failed) is supported yet; Validate rejects anything else.
+	// MinSyncReplicas is how many replicas must hold a batch durably
+	// before the primary answers its draws and item changes. 0 (default):
+	// asynchronous, so a promoted replica may miss the draws of the last
+	// moments before the primary failed. N >= 1: a promoted replica that
+	// acknowledged holds every answered draw; a draw no replica confirms
+	// within 5s gets UNAVAILABLE although it is durable on the primary
+	// (a retry with the same idempotency key returns it). At most 100.
 	MinSyncReplicas int `yaml:"min_sync_replicas"`
 	// CAFile, on a replica, is a PEM file of the CA that signed the
 	// primary's TLS certificate: when set the replica connects over TLS.

@@ -330,7 +330,7 @@ func TestErrors(t *testing.T) {
 		{"max_body_bytes zero", "limits:\n  max_body_bytes: 0\n", 2, `limits.max_body_bytes "0": must be greater than zero`},
 		{"token with space", "admin_token: 'a b'\n", 1, `admin_token: whitespace or control character at byte 1`},
 		{"same tokens", "admin_token: t0k\nclient_token: t0k\n", 2, `client_token: the same as admin_token`},
-		{"min_sync_replicas unsupported", "replication:\n  token: r\n  min_sync_replicas: 1\n", 3, `replication.min_sync_replicas 1: not supported yet`},
+		{"min_sync_replicas too many", "replication:\n  token: r\n  min_sync_replicas: 101\n", 3, `replication.min_sync_replicas 101: at most 100`},
 		{"min_sync_replicas negative", "replication:\n  min_sync_replicas: -1\n", 2, `replication.min_sync_replicas -1: must not be negative`},
 		{"replica_of without port", "replica_of: primary\n", 1, `replica_of "primary": want the primary's host:port`},
 		{"replication token with space", "replication:\n  token: 'a b'\n", 2, `replication.token: whitespace or control character at byte 1`},

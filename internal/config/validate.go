@@ -114,8 +114,8 @@ func (c *Config) check() []problem {
 	switch n := c.Replication.MinSyncReplicas; {
 	case n < 0:
 		bad("replication.min_sync_replicas", n, "replication.min_sync_replicas %d: must not be negative", n)
-	case n > 0:
-		bad("replication.min_sync_replicas", n, "replication.min_sync_replicas %d: not supported yet (only 0, asynchronous replication)", n)
+	case n > 100:
+		bad("replication.min_sync_replicas", n, "replication.min_sync_replicas %d: at most 100", n)
 	}
 	if f := c.Replication.CAFile; f != "" {
 		if st, err := os.Stat(f); err != nil {

@@ -42,8 +42,12 @@ type Config struct {
 	Primary string      // host:port of the primary
 	TLS     *tls.Config // nil: plaintext (h2c)
 	Token   string      // sent as "authorization: Bearer <token>" when set
-	Host    Host
-	Logger  *slog.Logger
+	// ID names this replica to the primary in acks (the address it
+	// listens on). Empty: no acks, so the primary's min_sync_replicas
+	// never counts this replica.
+	ID     string
+	Host   Host
+	Logger *slog.Logger
 	// BaseBackoff is the first reconnect delay (default 50ms); it doubles
 	// after each failed attempt up to MaxBackoff (default 2s).
 	BaseBackoff, MaxBackoff time.Duration
@@ -262,6 +266,31 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 			}
 		}
 	}()
+	// Acks go out on their own goroutine, coalesced to the newest seq, so
+	// a slow ack never holds up applying.
+	acks := make(chan uint64, 1)
+	defer close(acks)
+	if f.cfg.ID != "" {
+		go func() {
+			for seq := range acks {
+				_, err := f.repl.Ack(f.outgoing(ctx), &rpv1.AckRequest{Pool: ps.name, Replica: f.cfg.ID, Seq: seq})
+				if err != nil && ctx.Err() == nil {
+					f.log.Debug("replica: ack failed", "pool", ps.name, "seq", seq, "err", err)
+				}
+			}
+		}()
+	}
+	ack := func(seq uint64) {
+		if f.cfg.ID == "" {
+			return
+		}
+		select { // keep only the newest
+		case <-acks:
+		default:
+		}
+		acks <- seq
+	}
+	ack(eng.LastSeq()) // what is already durable here counts too
 	var batch []wal.Record
 	next := from
 	for it := range ch {
@@ -287,6 +316,7 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 			return progressed, fmt.Errorf("replica: apply seqs %d..%d: %w", batch[0].Seq, r.Seq, err)
 		}
 		progressed = true
+		ack(r.Seq)
 		batch = batch[:0]
 	}
 	return progressed, errors.New("replica: stream closed")

@@ -34,6 +34,7 @@ var methodAccess = map[string]access{
 
 	rpv1.Replication_StreamWAL_FullMethodName:   accessReplication,
 	rpv1.Replication_GetSnapshot_FullMethodName: accessReplication,
+	rpv1.Replication_Ack_FullMethodName:         accessReplication,
 	rpv1.Replication_Promote_FullMethodName:     accessAdmin,
 }
 

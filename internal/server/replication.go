@@ -85,6 +85,14 @@ func (s *Server) replicaErr() error {
 		"this node is a read-only replica of %s: send draws and admin changes to the primary", *p)
 }
 
+// replicaID is how this node names itself in acks to its primary.
+func (s *Server) replicaID() string {
+	if s.ln != nil {
+		return s.ln.Addr().String()
+	}
+	return s.cfg.Listen
+}
+
 // startReplica builds the follower and returns the primary's pools. If the
 // primary cannot be reached, the pools already in the data directory are
 // used, so a replica restarts while its primary is down.
@@ -105,6 +113,7 @@ func (s *Server) startReplica() ([]string, error) {
 		Primary:     s.cfg.ReplicaOf,
 		TLS:         tlsCfg,
 		Token:       s.cfg.Replication.Token,
+		ID:          s.replicaID(),
 		Host:        replicaHost{s},
 		Logger:      s.log.With("component", "replica"),
 		BaseBackoff: s.replicaBackoff,

@@ -56,6 +56,9 @@ type Server struct {
 	// engineHook, when set, adjusts each pool's engine options just before
 	// Recover opens it. A test seam (fault injection through WALHooks).
 	engineHook func(pool string, o *rewardpool.Options)
+	// syncTimeout bounds the wait for min_sync_replicas in nanoseconds;
+	// 0 means defaultSyncTimeout. Atomic so tests can shorten it.
+	syncTimeout atomic.Int64
 
 	// Replication: follower is set while this node follows a primary.
 	follower    atomic.Pointer[replica.Follower]

@@ -81,6 +81,7 @@ type poolEntry struct {
 	name string
 	mu   sync.Mutex // serialises swaps
 	node atomic.Pointer[poolNode]
+	acks *acks // replicas' durable positions, for min_sync_replicas
 }
 
 type poolNode struct {
@@ -111,7 +112,7 @@ func newPools(m map[string]*poolNode) *pools {
 	p := &pools{entries: map[string]*poolEntry{}}
 	for name, n := range m {
 		p.names = append(p.names, name)
-		e := &poolEntry{name: name}
+		e := &poolEntry{name: name, acks: newAcks()}
 		e.node.Store(n)
 		p.entries[name] = e
 	}
@@ -213,7 +214,14 @@ func (s *Server) draw(ctx context.Context, pool string, count int64, key string,
 	if err != nil {
 		return nil, err
 	}
-	return e.Draw(ctx, rewardpool.DrawRequest{Count: int(count), IdempotencyKey: key})
+	res, err := e.Draw(ctx, rewardpool.DrawRequest{Count: int(count), IdempotencyKey: key})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.awaitReplicas(ctx, pool, e); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // checkDraw does the checks of draw that need no engine call: the pool
@@ -302,6 +310,9 @@ func (s *Server) putItem(ctx context.Context, pool, id string, quantity *int64, 
 		return poolView{}, err
 	}
 	s.log.Info("rewardpool: item changed", "pool", pool, "item", id)
+	if err := s.awaitReplicas(ctx, pool, e); err != nil {
+		return poolView{}, err
+	}
 	return s.getPool(ctx, pool)
 }
 
@@ -320,5 +331,8 @@ func (s *Server) deleteItem(ctx context.Context, pool, id string) (poolView, err
 		return poolView{}, err
 	}
 	s.log.Info("rewardpool: item removed", "pool", pool, "item", id)
+	if err := s.awaitReplicas(ctx, pool, e); err != nil {
+		return poolView{}, err
+	}
 	return s.getPool(ctx, pool)
 }

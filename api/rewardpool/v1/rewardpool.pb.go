@@ -669,6 +669,108 @@ func (x *DeleteItemRequest) GetItemId() string {
 	return ""
 }
 
+// AckRequest reports a replica's durable position in one pool.
+type AckRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// A name unique among the primary's replicas; replicas use the address
+	// they listen on.
+	Replica string `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	// Every record up to and including this seq is durable on the replica.
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AckRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *AckRequest) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *AckRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// AckResponse is empty.
+type AckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResponse) Reset() {
+	*x = AckResponse{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResponse) ProtoMessage() {}
+
+func (x *AckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
+func (*AckResponse) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{11}
+}
+
 // StreamWALRequest says which pool to follow and from where.
 type StreamWALRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -684,7 +786,7 @@ type StreamWALRequest struct {
 
 func (x *StreamWALRequest) Reset() {
 	*x = StreamWALRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +798,7 @@ func (x *StreamWALRequest) String() string {
 func (*StreamWALRequest) ProtoMessage() {}
 
 func (x *StreamWALRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +811,7 @@ func (x *StreamWALRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamWALRequest.ProtoReflect.Descriptor instead.
 func (*StreamWALRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{10}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StreamWALRequest) GetPool() string {
@@ -769,7 +871,7 @@ type WALRecord struct {
 
 func (x *WALRecord) Reset() {
 	*x = WALRecord{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +883,7 @@ func (x *WALRecord) String() string {
 func (*WALRecord) ProtoMessage() {}
 
 func (x *WALRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +896,7 @@ func (x *WALRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WALRecord.ProtoReflect.Descriptor instead.
 func (*WALRecord) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{11}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WALRecord) GetSeq() uint64 {
@@ -886,7 +988,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1000,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1013,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{12}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSnapshotRequest) GetPool() string {
@@ -937,7 +1039,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1051,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1064,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{13}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -995,7 +1097,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1109,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1122,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{14}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{16}
 }
 
 // PromoteResponse reports the promotion.
@@ -1034,7 +1136,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1148,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1161,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{15}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PromoteResponse) GetEpoch() uint64 {
@@ -1110,7 +1212,13 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\a_weight\"@\n" +
 	"\x11DeleteItemRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x17\n" +
-	"\aitem_id\x18\x02 \x01(\tR\x06itemId\"A\n" +
+	"\aitem_id\x18\x02 \x01(\tR\x06itemId\"L\n" +
+	"\n" +
+	"AckRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x18\n" +
+	"\areplica\x18\x02 \x01(\tR\areplica\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\r\n" +
+	"\vAckResponse\"A\n" +
 	"\x10StreamWALRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\"\x92\x02\n" +
@@ -1149,11 +1257,12 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"DeleteItem\x12 .rewardpool.v1.DeleteItemRequest\x1a\x13.rewardpool.v1.Pool\x12?\n" +
 	"\x04Noop\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse\x12I\n" +
 	"\n" +
-	"NoopStream\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse(\x010\x012\xf3\x01\n" +
+	"NoopStream\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse(\x010\x012\xb1\x02\n" +
 	"\vReplication\x12H\n" +
 	"\tStreamWAL\x12\x1f.rewardpool.v1.StreamWALRequest\x1a\x18.rewardpool.v1.WALRecord0\x01\x12P\n" +
 	"\vGetSnapshot\x12!.rewardpool.v1.GetSnapshotRequest\x1a\x1c.rewardpool.v1.SnapshotChunk0\x01\x12H\n" +
-	"\aPromote\x12\x1d.rewardpool.v1.PromoteRequest\x1a\x1e.rewardpool.v1.PromoteResponseBAZ?github.com/rewardpool/rewardpool/api/rewardpool/v1;rewardpoolv1b\x06proto3"
+	"\aPromote\x12\x1d.rewardpool.v1.PromoteRequest\x1a\x1e.rewardpool.v1.PromoteResponse\x12<\n" +
+	"\x03Ack\x12\x19.rewardpool.v1.AckRequest\x1a\x1a.rewardpool.v1.AckResponseBAZ?github.com/rewardpool/rewardpool/api/rewardpool/v1;rewardpoolv1b\x06proto3"
 
 var (
 	file_rewardpool_v1_rewardpool_proto_rawDescOnce sync.Once
@@ -1167,7 +1276,7 @@ func file_rewardpool_v1_rewardpool_proto_rawDescGZIP() []byte {
 	return file_rewardpool_v1_rewardpool_proto_rawDescData
 }
 
-var file_rewardpool_v1_rewardpool_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_rewardpool_v1_rewardpool_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_rewardpool_v1_rewardpool_proto_goTypes = []any{
 	(*DrawRequest)(nil),        // 0: rewardpool.v1.DrawRequest
 	(*Draw)(nil),               // 1: rewardpool.v1.Draw
@@ -1179,12 +1288,14 @@ var file_rewardpool_v1_rewardpool_proto_goTypes = []any{
 	(*GetPoolRequest)(nil),     // 7: rewardpool.v1.GetPoolRequest
 	(*PutItemRequest)(nil),     // 8: rewardpool.v1.PutItemRequest
 	(*DeleteItemRequest)(nil),  // 9: rewardpool.v1.DeleteItemRequest
-	(*StreamWALRequest)(nil),   // 10: rewardpool.v1.StreamWALRequest
-	(*WALRecord)(nil),          // 11: rewardpool.v1.WALRecord
-	(*GetSnapshotRequest)(nil), // 12: rewardpool.v1.GetSnapshotRequest
-	(*SnapshotChunk)(nil),      // 13: rewardpool.v1.SnapshotChunk
-	(*PromoteRequest)(nil),     // 14: rewardpool.v1.PromoteRequest
-	(*PromoteResponse)(nil),    // 15: rewardpool.v1.PromoteResponse
+	(*AckRequest)(nil),         // 10: rewardpool.v1.AckRequest
+	(*AckResponse)(nil),        // 11: rewardpool.v1.AckResponse
+	(*StreamWALRequest)(nil),   // 12: rewardpool.v1.StreamWALRequest
+	(*WALRecord)(nil),          // 13: rewardpool.v1.WALRecord
+	(*GetSnapshotRequest)(nil), // 14: rewardpool.v1.GetSnapshotRequest
+	(*SnapshotChunk)(nil),      // 15: rewardpool.v1.SnapshotChunk
+	(*PromoteRequest)(nil),     // 16: rewardpool.v1.PromoteRequest
+	(*PromoteResponse)(nil),    // 17: rewardpool.v1.PromoteResponse
 }
 var file_rewardpool_v1_rewardpool_proto_depIdxs = []int32{
 	1,  // 0: rewardpool.v1.DrawResponse.draws:type_name -> rewardpool.v1.Draw
@@ -1198,22 +1309,24 @@ var file_rewardpool_v1_rewardpool_proto_depIdxs = []int32{
 	9,  // 8: rewardpool.v1.RewardPool.DeleteItem:input_type -> rewardpool.v1.DeleteItemRequest
 	0,  // 9: rewardpool.v1.RewardPool.Noop:input_type -> rewardpool.v1.DrawRequest
 	0,  // 10: rewardpool.v1.RewardPool.NoopStream:input_type -> rewardpool.v1.DrawRequest
-	10, // 11: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
-	12, // 12: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
-	14, // 13: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
-	2,  // 14: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
-	2,  // 15: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
-	6,  // 16: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
-	4,  // 17: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
-	4,  // 18: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
-	4,  // 19: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
-	2,  // 20: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
-	2,  // 21: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
-	11, // 22: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
-	13, // 23: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
-	15, // 24: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
-	14, // [14:25] is the sub-list for method output_type
-	3,  // [3:14] is the sub-list for method input_type
+	12, // 11: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
+	14, // 12: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
+	16, // 13: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
+	10, // 14: rewardpool.v1.Replication.Ack:input_type -> rewardpool.v1.AckRequest
+	2,  // 15: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
+	2,  // 16: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
+	6,  // 17: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
+	4,  // 18: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
+	4,  // 19: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
+	4,  // 20: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
+	2,  // 21: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
+	2,  // 22: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
+	13, // 23: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
+	15, // 24: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
+	17, // 25: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
+	11, // 26: rewardpool.v1.Replication.Ack:output_type -> rewardpool.v1.AckResponse
+	15, // [15:27] is the sub-list for method output_type
+	3,  // [3:15] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1231,7 +1344,7 @@ func file_rewardpool_v1_rewardpool_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rewardpool_v1_rewardpool_proto_rawDesc), len(file_rewardpool_v1_rewardpool_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -515,6 +515,7 @@ const (
 	Replication_StreamWAL_FullMethodName   = "/rewardpool.v1.Replication/StreamWAL"
 	Replication_GetSnapshot_FullMethodName = "/rewardpool.v1.Replication/GetSnapshot"
 	Replication_Promote_FullMethodName     = "/rewardpool.v1.Replication/Promote"
+	Replication_Ack_FullMethodName         = "/rewardpool.v1.Replication/Ack"
 )
 
 // ReplicationClient is the client API for Replication service.
@@ -550,6 +551,12 @@ type ReplicationClient interface {
 	// Errors: FAILED_PRECONDITION when the node is already a primary;
 	// UNAVAILABLE failing disk.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// Ack tells the primary that the named replica holds every record of the
+	// pool up to seq durably in its own log. With
+	// replication.min_sync_replicas = N, the primary answers a draw only once
+	// N replicas have acknowledged its batch. Acks only ever raise a
+	// replica's position. Guarded like StreamWAL.
+	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 }
 
 type replicationClient struct {
@@ -608,6 +615,16 @@ func (c *replicationClient) Promote(ctx context.Context, in *PromoteRequest, opt
 	return out, nil
 }
 
+func (c *replicationClient) Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckResponse)
+	err := c.cc.Invoke(ctx, Replication_Ack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicationServer is the server API for Replication service.
 // All implementations must embed UnimplementedReplicationServer
 // for forward compatibility.
@@ -641,6 +658,12 @@ type ReplicationServer interface {
 	// Errors: FAILED_PRECONDITION when the node is already a primary;
 	// UNAVAILABLE failing disk.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
+	// Ack tells the primary that the named replica holds every record of the
+	// pool up to seq durably in its own log. With
+	// replication.min_sync_replicas = N, the primary answers a draw only once
+	// N replicas have acknowledged its batch. Acks only ever raise a
+	// replica's position. Guarded like StreamWAL.
+	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	mustEmbedUnimplementedReplicationServer()
 }
 
@@ -659,6 +682,9 @@ func (UnimplementedReplicationServer) GetSnapshot(*GetSnapshotRequest, grpc.Serv
 }
 func (UnimplementedReplicationServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Promote not implemented")
+}
+func (UnimplementedReplicationServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
 }
 func (UnimplementedReplicationServer) mustEmbedUnimplementedReplicationServer() {}
 func (UnimplementedReplicationServer) testEmbeddedByValue()                     {}
@@ -721,6 +747,24 @@ func _Replication_Promote_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replication_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicationServer).Ack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replication_Ack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicationServer).Ack(ctx, req.(*AckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replication_ServiceDesc is the grpc.ServiceDesc for Replication service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -731,6 +775,10 @@ var Replication_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Promote",
 			Handler:    _Replication_Promote_Handler,
+		},
+		{
+			MethodName: "Ack",
+			Handler:    _Replication_Ack_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
