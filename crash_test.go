@@ -152,8 +152,8 @@ func TestCrashRecovery(t *testing.T) {
 		crashVariant{"binary", "mmap", DurabilityInterval, false},
 		// Snapshots delete covered segments: recovery must still be exact.
 		crashVariant{"binary", "file", DurabilityAlways, true})
-	if len(variants)*4 < 20 {
-		t.Fatalf("only %d crash cycles planned, want at least 20", len(variants)*4)
+	if len(variants)*6 < 20 {
+		t.Fatalf("only %d crash cycles planned, want at least 20", len(variants)*6)
 	}
 	for _, v := range variants {
 		t.Run(v.name(), func(t *testing.T) {
@@ -161,7 +161,7 @@ func TestCrashRecovery(t *testing.T) {
 			acked := map[uint64]string{}
 			restocks := map[int64]int{}
 			var maxAcked uint64
-			for cycle := range 4 {
+			for cycle := range 6 {
 				killAfter := 20 + rng.IntN(1500)
 				lines := runAndKill(t, exe, dir, v, killAfter)
 				maxBefore := maxAcked
@@ -203,7 +203,7 @@ func TestCrashRecovery(t *testing.T) {
 			if r[0].RequestID <= maxAcked {
 				t.Fatalf("next request id %d is not above acknowledged %d", r[0].RequestID, maxAcked)
 			}
-			t.Logf("%d acknowledged draws survived 4 kill -9 cycles", len(acked))
+			t.Logf("%d acknowledged draws survived 6 kill -9 cycles", len(acked))
 		})
 	}
 }

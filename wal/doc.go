@@ -99,6 +99,15 @@
 // segments are checked lazily, by Scan. Limit: a damaged length field that
 // points past the end of the file reads as a torn tail, as in etcd.
 //
+// A kill -9 in the middle of copying a batch into an mmap'ed segment leaves
+// its bytes in whatever order memmove stored them, holes included. So the
+// mmap storage stores a batch's first byte (never zero in any codec) after
+// all the others, and Open reads a zero where a batch starts, followed by
+// data, as that unfinished batch: torn, cut. (A write(2) to a file that is
+// killed leaves a prefix, which the rule above already covers.) Limit: a
+// corruption that zeroes exactly the first byte of a batch in the last
+// segment reads as a torn tail too, dropping the batches after it.
+//
 // Scan reads segment files with plain reads, up to the end of the data as
 // of the call, so it may run on another goroutine during appends. A seq
 // before the oldest segment, a hole between segments, or a segment deleted

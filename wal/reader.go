@@ -164,9 +164,18 @@ func scanTail(dir string, seg segment) (tailScan, error) {
 			if zerr != nil {
 				return t, fmt.Errorf("wal: read segment %s: %w", seg.name, zerr)
 			}
-			if zero {
+			switch {
+			case zero:
 				t.dataEnd = off
-			} else {
+			case off == t.commitEnd:
+				// A zero where a batch starts, with data after it: the
+				// storage writes a batch's first byte last (see
+				// mmapStorage.writeAt), so this is a batch whose copy a
+				// crash interrupted, in any byte order, not damage.
+				t.damage = &recordError{off: off, end: t.size, seq: r.next, reason: "unfinished last batch"}
+				t.torn = true
+				t.dataEnd = t.size
+			default:
 				t.damage = &recordError{off: off, end: off + 1, seq: r.next, reason: "zero length byte followed by data", hard: true}
 			}
 			return t, nil

@@ -56,7 +56,16 @@ func (s *mmapStorage) writeAt(p []byte, off int64) error {
 	if off+int64(len(p)) > int64(len(s.data)) {
 		return fmt.Errorf("write of %d bytes at %d past the mapped %d bytes", len(p), off, len(s.data))
 	}
-	copy(s.data[off:], p)
+	// A process killed in the middle of copy leaves the batch's bytes in
+	// whatever order memmove stored them. Writing the first byte (the
+	// first record's length) last means an unfinished batch always starts
+	// with a zero, which recovery recognises as a torn tail rather than
+	// damage (see scanTail).
+	if len(p) == 0 {
+		return nil
+	}
+	copy(s.data[off+1:], p[1:])
+	s.data[off] = p[0]
 	return nil
 }
 
