@@ -64,12 +64,14 @@ type PoolStatus struct {
 	Connected  bool
 	Lag        uint64 // PrimarySeq - AppliedSeq when known
 	Bootstraps uint64
+	Diverged   bool // the primary refused this pool: its log has parted from the primary's
 }
 
 type poolState struct {
 	name       string
 	primarySeq atomic.Uint64
 	connected  atomic.Bool
+	diverged   atomic.Bool // the primary refused us: our log has parted from its
 	bootstraps atomic.Uint64
 }
 
@@ -177,7 +179,7 @@ func (f *Follower) Status() []PoolStatus {
 	out := make([]PoolStatus, 0, len(pools))
 	for _, ps := range pools {
 		st := PoolStatus{Name: ps.name, PrimarySeq: ps.primarySeq.Load(), Connected: ps.connected.Load(),
-			Bootstraps: ps.bootstraps.Load()}
+			Bootstraps: ps.bootstraps.Load(), Diverged: ps.diverged.Load()}
 		if e, err := f.cfg.Host.Engine(ps.name); err == nil {
 			st.AppliedSeq = e.LastSeq()
 		}
@@ -206,6 +208,15 @@ func (f *Follower) follow(ps *poolState) {
 			} else {
 				progressed = true
 			}
+		} else if status.Code(err) == codes.Aborted {
+			// Our log holds records the primary never committed. Applying
+			// its records on top would build a different state, so this
+			// pool stops following until an operator resolves it.
+			ps.diverged.Store(true)
+			f.log.Error("replica: this pool's log has parted from the primary's; not following it. "+
+				"Save the divergent tail and rebuild the pool from the primary (remove its data directory to bootstrap from a snapshot)",
+				"pool", ps.name, "primary", f.cfg.Primary, "err", err)
+			backoff = f.cfg.MaxBackoff
 		} else if err != nil {
 			f.log.Warn("replica: stream from primary ended; reconnecting", "pool", ps.name,
 				"primary", f.cfg.Primary, "err", err, "backoff", backoff)
@@ -236,7 +247,17 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	from := eng.LastSeq() + 1
-	stream, err := f.repl.StreamWAL(f.outgoing(ctx), &rpv1.StreamWALRequest{Pool: ps.name, FromSeq: from})
+	// Our current epoch is the epoch of our last record: epochs only change
+	// through records. The primary checks it against its own record there.
+	st, err := eng.State(ctx)
+	if err != nil {
+		return false, err
+	}
+	var lastEpoch uint64
+	if from > 1 {
+		lastEpoch = st.Epoch
+	}
+	stream, err := f.repl.StreamWAL(f.outgoing(ctx), &rpv1.StreamWALRequest{Pool: ps.name, FromSeq: from, LastEpoch: lastEpoch})
 	if err != nil {
 		return false, err
 	}

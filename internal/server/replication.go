@@ -261,6 +261,9 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	node := ent.node.Load()
 	from := max(req.GetFromSeq(), 1)
 	last := node.eng.LastSeq()
+	if err := checkContinuity(node.eng, req.GetPool(), from, req.GetLastEpoch()); err != nil {
+		return err
+	}
 	if from > last+1 {
 		return status.Errorf(codes.OutOfRange, "from_seq %d is beyond this node's next seq %d (the logs diverged?)", from, last+1)
 	}
@@ -305,6 +308,43 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 }
 
 var errStopProbe = errors.New("probe done")
+
+// checkContinuity refuses to stream to a node whose log has parted from
+// this one: its record at from-1 has another epoch than ours (or we never
+// had that record). Records streamed on top of a divergent tail would
+// apply cleanly and silently build a different state. Where our record at
+// from-1 is no longer on disk the check falls back to the epochs: a
+// requester in a newer epoch than ours has diverged.
+func checkContinuity(e *rewardpool.Engine, pool string, from, lastEpoch uint64) error {
+	if from <= 1 || lastEpoch == 0 {
+		return nil
+	}
+	prev := from - 1
+	diverged := func(why string) error {
+		return status.Errorf(codes.Aborted, "pool %q: logs diverged at seq %d: %s; the requester holds records "+
+			"this node never committed (a former primary's unacknowledged tail): save and cut them, or rebuild it from a snapshot",
+			pool, prev, why)
+	}
+	if prev > e.LastSeq() {
+		return diverged(fmt.Sprintf("this node's log ends at %d", e.LastSeq()))
+	}
+	var epoch uint64
+	err := e.ScanLog(prev, func(r *wal.Record) error { epoch = r.Epoch; return errStopProbe })
+	switch {
+	case errors.Is(err, errStopProbe):
+		if epoch != lastEpoch {
+			return diverged(fmt.Sprintf("its record there is from epoch %d, ours from epoch %d", lastEpoch, epoch))
+		}
+	case errors.Is(err, wal.ErrGap):
+		st, serr := e.State(context.Background())
+		if serr == nil && lastEpoch > st.Epoch {
+			return diverged(fmt.Sprintf("it is in epoch %d, this node in %d", lastEpoch, st.Epoch))
+		}
+	case err != nil:
+		return status.Errorf(codes.Unavailable, "read log of pool %q: %v", pool, err)
+	}
+	return nil
+}
 
 func gapStatus(pool string, from uint64) error {
 	return status.Errorf(codes.OutOfRange,
@@ -376,6 +416,7 @@ type replicationPool struct {
 	PrimarySeq uint64 `json:"primary_seq,omitempty"`
 	Connected  bool   `json:"connected"`
 	LagRecords uint64 `json:"lag_records"`
+	Diverged   bool   `json:"diverged,omitempty"` // the primary refused this pool: its log parted from the primary's
 }
 
 func (s *Server) replicationStatus() replicationView {
@@ -386,7 +427,7 @@ func (s *Server) replicationStatus() replicationView {
 	if f := s.follower.Load(); f != nil && v.Role == "replica" {
 		for _, st := range f.Status() {
 			v.Pools = append(v.Pools, replicationPool{Name: st.Name, AppliedSeq: st.AppliedSeq,
-				PrimarySeq: st.PrimarySeq, Connected: st.Connected, LagRecords: st.Lag})
+				PrimarySeq: st.PrimarySeq, Connected: st.Connected, LagRecords: st.Lag, Diverged: st.Diverged})
 		}
 		return v
 	}

@@ -266,3 +266,60 @@ func TestReplicaRefusesWritesAndPromotes(t *testing.T) {
 		t.Fatalf("role after promote: %+v", v)
 	}
 }
+
+// A former primary that kept records its successor never got must not
+// follow the promoted node on top of that divergent tail: the new primary
+// refuses it (ABORTED), and its state stays as it was.
+func TestDivergentFormerPrimaryIsRefused(t *testing.T) {
+	admin := func(c *config.Config) { c.AdminToken = "adm" }
+	pdir, rdir := t.TempDir(), t.TempDir()
+	p := startNode(t, pdir, "", admin)
+	r := startNode(t, rdir, p.srv.Addr().String(), admin)
+	drawLoad(t, p, "prizes", 2, 20, 2)
+	waitSame(t, "prizes", p, r)
+
+	// The replica goes away; the primary takes draws it will never see.
+	stop := func(ts *testServer) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop(r)
+	drawLoad(t, p, "prizes", 1, 10, 2)
+	before := p.getPool("prizes", "")
+	stop(p)
+
+	// The replica comes back (its primary is down), is promoted, draws.
+	r2 := startNode(t, rdir, p.srv.Addr().String(), admin)
+	if code, body := r2.do("POST", "/v1/promote", "adm", ""); code != 200 {
+		t.Fatalf("promote: %d %s", code, body)
+	}
+	r2.draw("prizes", "", `{"count":3}`)
+
+	// The former primary rejoins as a replica of the promoted node.
+	p2 := startNode(t, pdir, r2.srv.Addr().String(), admin)
+	deadline := time.Now().Add(10 * time.Second)
+	for !divergedPool(replicationJSON(t, p2), "prizes") {
+		if time.Now().After(deadline) {
+			t.Fatalf("former primary not refused:\n%s", p2.logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if after := p2.getPool("prizes", ""); after.Seq != before.Seq || after.StateDigest != before.StateDigest {
+		t.Fatalf("divergent node changed: seq %d digest %s, was %d %s", after.Seq, after.StateDigest, before.Seq, before.StateDigest)
+	}
+	if !strings.Contains(p2.logs.String(), "parted") {
+		t.Fatalf("no log line about the divergence:\n%s", p2.logs.String())
+	}
+}
+
+func divergedPool(v replicationView, name string) bool {
+	for _, p := range v.Pools {
+		if p.Name == name && p.Diverged {
+			return true
+		}
+	}
+	return false
+}

@@ -779,7 +779,13 @@ type StreamWALRequest struct {
 	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
 	// First sequence number to send. 0 means from the oldest retained record.
 	// A replica passes its own last applied seq + 1.
-	FromSeq       uint64 `protobuf:"varint,2,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	FromSeq uint64 `protobuf:"varint,2,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	// The epoch of the requester's record at from_seq - 1 (0: unknown, or
+	// from_seq <= 1). When the primary's record there has another epoch, the
+	// logs have parted (a former primary kept records its successor never
+	// got): the call fails with ABORTED instead of streaming records that
+	// would silently build on a divergent tail.
+	LastEpoch     uint64 `protobuf:"varint,3,opt,name=last_epoch,json=lastEpoch,proto3" json:"last_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +830,13 @@ func (x *StreamWALRequest) GetPool() string {
 func (x *StreamWALRequest) GetFromSeq() uint64 {
 	if x != nil {
 		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *StreamWALRequest) GetLastEpoch() uint64 {
+	if x != nil {
+		return x.LastEpoch
 	}
 	return 0
 }
@@ -1218,10 +1231,12 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\r\n" +
-	"\vAckResponse\"A\n" +
+	"\vAckResponse\"`\n" +
 	"\x10StreamWALRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x19\n" +
-	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\"\x92\x02\n" +
+	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x1d\n" +
+	"\n" +
+	"last_epoch\x18\x03 \x01(\x04R\tlastEpoch\"\x92\x02\n" +
 	"\tWALRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
