@@ -112,6 +112,10 @@ func (e *Engine) IsReplica() bool { return e.replica.Load() }
 // DurabilityAlways) or written (the weaker modes).
 func (e *Engine) LastSeq() uint64 { return e.lastSeq.Load() }
 
+// FirstLogSeq returns the oldest seq still in the log on disk (0 if the log
+// is empty): ScanLog from an older seq fails with wal.ErrGap.
+func (e *Engine) FirstLogSeq() uint64 { return e.w.wal.FirstSeq() }
+
 // errStopScan ends a ScanLog early without an error.
 var errStopScan = errors.New("stop")
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,6 +209,18 @@ func (f *Follower) follow(ps *poolState) {
 			} else {
 				progressed = true
 			}
+		} else if de := (*divergedError)(nil); errors.As(err, &de) {
+			// Our log holds records the primary never committed, after
+			// the seq where both agree: save them for audit, cut them,
+			// and follow from there.
+			if cerr := f.cutTail(ps, de.common); cerr != nil {
+				ps.diverged.Store(true)
+				f.log.Error("replica: cutting the divergent tail failed; not following this pool", "pool", ps.name,
+					"common_seq", de.common, "err", cerr)
+				backoff = f.cfg.MaxBackoff
+			} else {
+				progressed = true
+			}
 		} else if status.Code(err) == codes.Aborted {
 			// Our log holds records the primary never committed. Applying
 			// its records on top would build a different state, so this
@@ -261,8 +274,19 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// A refusal arrives with the status, at Header or at the first Recv.
+	refused := func(err error) error {
+		if status.Code(err) == codes.Aborted {
+			if v := stream.Trailer().Get(commonSeqKey); len(v) == 1 {
+				if common, perr := strconv.ParseUint(v[0], 10, 64); perr == nil {
+					return &divergedError{common: common, err: err}
+				}
+			}
+		}
+		return err
+	}
 	if _, err := stream.Header(); err != nil {
-		return false, err
+		return false, refused(err)
 	}
 	ps.connected.Store(true)
 	f.log.Info("replica: following primary", "pool", ps.name, "primary", f.cfg.Primary, "from_seq", from)
@@ -316,7 +340,7 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 	next := from
 	for it := range ch {
 		if it.err != nil {
-			return progressed, it.err
+			return progressed, refused(it.err)
 		}
 		r, err := FromProto(it.rec)
 		if err != nil {
@@ -341,6 +365,101 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 		batch = batch[:0]
 	}
 	return progressed, errors.New("replica: stream closed")
+}
+
+// commonSeqKey is the trailer in which the primary says how far our logs
+// agree (see the server's StreamWAL).
+const commonSeqKey = "rewardpool-common-seq"
+
+// divergedError is the primary's refusal to stream onto our log, with the
+// last seq both logs agree on.
+type divergedError struct {
+	common uint64
+	err    error
+}
+
+func (e *divergedError) Error() string { return e.err.Error() }
+func (e *divergedError) Unwrap() error { return e.err }
+
+// cutTail saves the records after common to <pool dir>/divergent-<time>.log
+// (one text line each, for audit), cuts them from the log, sets aside the
+// snapshots that include them, and reopens the pool at common.
+func (f *Follower) cutTail(ps *poolState, common uint64) error {
+	var saved string
+	var dropped int
+	err := f.cfg.Host.Reinstall(ps.name, func(dir string) error {
+		walDir := filepath.Join(dir, "wal")
+		l, err := wal.Open(walDir, wal.Options{Logger: f.log})
+		if err != nil {
+			return err
+		}
+		var b []byte
+		err = l.Scan(common+1, func(r *wal.Record) error {
+			dropped++
+			if r.ItemID == "" && r.Item >= 0 {
+				r.ItemID = fmt.Sprintf("slot:%d", r.Item) // the binary codec logs draws by slot
+			}
+			b = fmt.Appendf(b, "%d\t%d\t%s\n", r.Seq, r.Epoch, r.String())
+			return nil
+		})
+		l.Close()
+		if err != nil {
+			return fmt.Errorf("read the divergent tail: %w", err)
+		}
+		saved = filepath.Join(dir, fmt.Sprintf("divergent-%d.log", time.Now().UnixNano()))
+		if err := writeFileAtomic(saved, b); err != nil {
+			return err
+		}
+		if _, err := wal.TruncateAfter(walDir, common, wal.Options{Logger: f.log}); err != nil {
+			return fmt.Errorf("cut the log after seq %d: %w", common, err)
+		}
+		snapDir := filepath.Join(dir, "snapshots")
+		infos, err := snapshot.List(snapDir)
+		if err != nil {
+			return err
+		}
+		for _, in := range infos {
+			if in.Seq > common {
+				p := filepath.Join(snapDir, in.Name)
+				if err := os.Rename(p, p+".divergent"); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	f.log.Warn("replica: cut the tail where this pool's log parted from the primary's",
+		"pool", ps.name, "common_seq", common, "records_dropped", dropped, "saved_to", saved)
+	return nil
+}
+
+// writeFileAtomic writes b to path: temp file, fsync, rename, fsync dir.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	fh, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	serr := fh.Sync()
+	fh.Close()
+	if serr != nil {
+		return serr
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // bootstrap fetches the primary's newest snapshot and installs it as the

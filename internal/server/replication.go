@@ -261,7 +261,7 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	node := ent.node.Load()
 	from := max(req.GetFromSeq(), 1)
 	last := node.eng.LastSeq()
-	if err := checkContinuity(node.eng, req.GetPool(), from, req.GetLastEpoch()); err != nil {
+	if err := checkContinuity(ss.Context(), node.eng, req.GetPool(), from, req.GetLastEpoch()); err != nil {
 		return err
 	}
 	if from > last+1 {
@@ -309,18 +309,58 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 
 var errStopProbe = errors.New("probe done")
 
+// commonSeqKey is the trailer of an ABORTED StreamWAL that says up to which
+// seq the requester's log agrees with this node's.
+const commonSeqKey = "rewardpool-common-seq"
+
+// commonSeq finds where a requester whose last record (prev) is from
+// lastEpoch parts from this log: just before our first record of a newer
+// epoch (the promotion that the requester missed), and never past our end.
+// ok is false when that epoch change is no longer on disk.
+func commonSeq(e *rewardpool.Engine, prev, lastEpoch uint64) (uint64, bool) {
+	common := min(prev, e.LastSeq())
+	first := e.FirstLogSeq()
+	if first == 0 {
+		return common, true
+	}
+	newer, exact := uint64(0), false
+	err := e.ScanLog(first, func(r *wal.Record) error {
+		if r.Epoch > lastEpoch {
+			// An EPOCH record is exactly where a promotion started.
+			newer, exact = r.Seq, r.Kind == wal.KindEpoch
+			return errStopProbe
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopProbe) {
+		return 0, false
+	}
+	if newer != 0 {
+		if newer == first && first > 1 && !exact {
+			return 0, false // the epoch changed before our oldest segment
+		}
+		common = min(common, newer-1)
+	}
+	return common, true
+}
+
 // checkContinuity refuses to stream to a node whose log has parted from
 // this one: its record at from-1 has another epoch than ours (or we never
 // had that record). Records streamed on top of a divergent tail would
 // apply cleanly and silently build a different state. Where our record at
 // from-1 is no longer on disk the check falls back to the epochs: a
 // requester in a newer epoch than ours has diverged.
-func checkContinuity(e *rewardpool.Engine, pool string, from, lastEpoch uint64) error {
+func checkContinuity(ctx context.Context, e *rewardpool.Engine, pool string, from, lastEpoch uint64) error {
 	if from <= 1 || lastEpoch == 0 {
 		return nil
 	}
 	prev := from - 1
 	diverged := func(why string) error {
+		common, ok := commonSeq(e, prev, lastEpoch)
+		if ok {
+			grpc.SetTrailer(ctx, metadata.Pairs(commonSeqKey, strconv.FormatUint(common, 10)))
+			why += fmt.Sprintf("; the logs agree up to seq %d", common)
+		}
 		return status.Errorf(codes.Aborted, "pool %q: logs diverged at seq %d: %s; the requester holds records "+
 			"this node never committed (a former primary's unacknowledged tail): save and cut them, or rebuild it from a snapshot",
 			pool, prev, why)

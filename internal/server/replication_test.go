@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -267,16 +269,17 @@ func TestReplicaRefusesWritesAndPromotes(t *testing.T) {
 	}
 }
 
-// A former primary that kept records its successor never got must not
-// follow the promoted node on top of that divergent tail: the new primary
-// refuses it (ABORTED), and its state stays as it was.
-func TestDivergentFormerPrimaryIsRefused(t *testing.T) {
+// A former primary that kept records its successor never got rejoins as a
+// replica of the promoted node: the new primary refuses to stream onto its
+// divergent tail and says where the logs agree; the former primary saves
+// the tail to a file, cuts it, follows, and ends with equal digests.
+func TestDivergentFormerPrimaryRejoins(t *testing.T) {
 	admin := func(c *config.Config) { c.AdminToken = "adm" }
 	pdir, rdir := t.TempDir(), t.TempDir()
 	p := startNode(t, pdir, "", admin)
 	r := startNode(t, rdir, p.srv.Addr().String(), admin)
 	drawLoad(t, p, "prizes", 2, 20, 2)
-	waitSame(t, "prizes", p, r)
+	common := waitSame(t, "prizes", p, r)
 
 	// The replica goes away; the primary takes draws it will never see.
 	stop := func(ts *testServer) {
@@ -288,7 +291,7 @@ func TestDivergentFormerPrimaryIsRefused(t *testing.T) {
 	}
 	stop(r)
 	drawLoad(t, p, "prizes", 1, 10, 2)
-	before := p.getPool("prizes", "")
+	divergent := p.getPool("prizes", "")
 	stop(p)
 
 	// The replica comes back (its primary is down), is promoted, draws.
@@ -300,18 +303,46 @@ func TestDivergentFormerPrimaryIsRefused(t *testing.T) {
 
 	// The former primary rejoins as a replica of the promoted node.
 	p2 := startNode(t, pdir, r2.srv.Addr().String(), admin)
-	deadline := time.Now().Add(10 * time.Second)
-	for !divergedPool(replicationJSON(t, p2), "prizes") {
+	deadline := time.Now().Add(15 * time.Second)
+	target := r2.getPool("prizes", "").Seq
+	for { // until the tail is cut (the pool answers 503 while it reopens)
+		if code, body := p2.do("GET", "/v1/pools/prizes", "", ""); code == http.StatusOK {
+			var got httpPool
+			decodeStrict(t, body, &got)
+			if got.Seq <= target {
+				break
+			}
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("former primary not refused:\n%s", p2.logs.String())
+			t.Fatalf("former primary never cut its tail:\n%s", p2.logs.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if after := p2.getPool("prizes", ""); after.Seq != before.Seq || after.StateDigest != before.StateDigest {
-		t.Fatalf("divergent node changed: seq %d digest %s, was %d %s", after.Seq, after.StateDigest, before.Seq, before.StateDigest)
+	waitSame(t, "prizes", r2, p2)
+	r2.draw("prizes", "", `{"count":2}`)
+	final := waitSame(t, "prizes", r2, p2)
+	if final.Epoch != 2 {
+		t.Fatalf("epoch after rejoin %d, want 2", final.Epoch)
 	}
-	if !strings.Contains(p2.logs.String(), "parted") {
-		t.Fatalf("no log line about the divergence:\n%s", p2.logs.String())
+
+	// The cut records are kept for audit, one line each.
+	files, _ := filepath.Glob(filepath.Join(pdir, "prizes", "divergent-*.log"))
+	if len(files) != 1 {
+		t.Fatalf("divergent tail files: %v", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if want := divergent.Seq - common.Seq; uint64(len(lines)) != want {
+		t.Fatalf("saved %d records, want %d (seq %d..%d)", len(lines), want, common.Seq+1, divergent.Seq)
+	}
+	if !strings.HasPrefix(lines[0], fmt.Sprintf("%d\t1\t", common.Seq+1)) {
+		t.Fatalf("first saved record %q, want seq %d of epoch 1", lines[0], common.Seq+1)
+	}
+	if !strings.Contains(p2.logs.String(), "cut the tail") {
+		t.Fatalf("no log line about the cut:\n%s", p2.logs.String())
 	}
 }
 
