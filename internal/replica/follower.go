@@ -66,6 +66,10 @@ type PoolStatus struct {
 	Lag        uint64 // PrimarySeq - AppliedSeq when known
 	Bootstraps uint64
 	Diverged   bool // the primary refused this pool: its log has parted from the primary's
+	// LagSeconds is how long the pool has not been caught up: since the
+	// oldest received record not yet applied arrived, or since the stream
+	// from the primary dropped. 0 while caught up.
+	LagSeconds float64
 }
 
 type poolState struct {
@@ -73,7 +77,11 @@ type poolState struct {
 	primarySeq atomic.Uint64
 	connected  atomic.Bool
 	diverged   atomic.Bool // the primary refused us: our log has parted from its
-	bootstraps atomic.Uint64
+	// behindSince is when (unix ns) this pool last stopped being caught up:
+	// a record arrived that is not applied yet, or the stream dropped.
+	// 0 while caught up.
+	behindSince atomic.Int64
+	bootstraps  atomic.Uint64
 }
 
 // Follower follows a primary for a set of pools.
@@ -187,6 +195,9 @@ func (f *Follower) Status() []PoolStatus {
 		if st.PrimarySeq > st.AppliedSeq {
 			st.Lag = st.PrimarySeq - st.AppliedSeq
 		}
+		if since := ps.behindSince.Load(); since != 0 {
+			st.LagSeconds = time.Since(time.Unix(0, since)).Seconds()
+		}
 		out = append(out, st)
 	}
 	return out
@@ -198,6 +209,7 @@ func (f *Follower) follow(ps *poolState) {
 	for f.ctx.Err() == nil {
 		progressed, err := f.session(ps)
 		ps.connected.Store(false)
+		ps.behindSince.CompareAndSwap(0, time.Now().UnixNano())
 		if f.ctx.Err() != nil {
 			return
 		}
@@ -353,6 +365,7 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 		if r.Seq > ps.primarySeq.Load() {
 			ps.primarySeq.Store(r.Seq)
 		}
+		ps.behindSince.CompareAndSwap(0, time.Now().UnixNano())
 		batch = append(batch, r)
 		if !r.Commit || (len(ch) > 0 && len(batch) < f.cfg.MaxApply) {
 			continue
@@ -362,6 +375,9 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 		}
 		progressed = true
 		ack(r.Seq)
+		if len(ch) == 0 {
+			ps.behindSince.Store(0) // applied everything received
+		}
 		batch = batch[:0]
 	}
 	return progressed, errors.New("replica: stream closed")

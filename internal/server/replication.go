@@ -451,12 +451,13 @@ type replicationView struct {
 }
 
 type replicationPool struct {
-	Name       string `json:"name"`
-	AppliedSeq uint64 `json:"applied_seq"`
-	PrimarySeq uint64 `json:"primary_seq,omitempty"`
-	Connected  bool   `json:"connected"`
-	LagRecords uint64 `json:"lag_records"`
-	Diverged   bool   `json:"diverged,omitempty"` // the primary refused this pool: its log parted from the primary's
+	Name       string  `json:"name"`
+	AppliedSeq uint64  `json:"applied_seq"`
+	PrimarySeq uint64  `json:"primary_seq,omitempty"`
+	Connected  bool    `json:"connected"`
+	LagRecords uint64  `json:"lag_records"`
+	LagSeconds float64 `json:"lag_seconds"`
+	Diverged   bool    `json:"diverged,omitempty"` // the primary refused this pool: its log parted from the primary's
 }
 
 func (s *Server) replicationStatus() replicationView {
@@ -467,7 +468,7 @@ func (s *Server) replicationStatus() replicationView {
 	if f := s.follower.Load(); f != nil && v.Role == "replica" {
 		for _, st := range f.Status() {
 			v.Pools = append(v.Pools, replicationPool{Name: st.Name, AppliedSeq: st.AppliedSeq,
-				PrimarySeq: st.PrimarySeq, Connected: st.Connected, LagRecords: st.Lag, Diverged: st.Diverged})
+				PrimarySeq: st.PrimarySeq, Connected: st.Connected, LagRecords: st.Lag, LagSeconds: st.LagSeconds, Diverged: st.Diverged})
 		}
 		return v
 	}
@@ -506,6 +507,9 @@ var (
 		"Last log seq this replica applied.", []string{"pool"}, nil)
 	replLagDesc = prometheus.NewDesc("rewardpool_replication_lag_records",
 		"Records the primary has sent or announced that this replica has not applied yet.", []string{"pool"}, nil)
+	replLagSecDesc = prometheus.NewDesc("rewardpool_replication_lag_seconds",
+		"How long this replica has not been caught up: since the oldest received record not yet applied arrived, or since its stream dropped.",
+		[]string{"pool"}, nil)
 	replConnDesc = prometheus.NewDesc("rewardpool_replication_connected",
 		"1 while this replica's stream from the primary is open.", []string{"pool"}, nil)
 )
@@ -513,6 +517,7 @@ var (
 func (c *replicationCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- replAppliedDesc
 	ch <- replLagDesc
+	ch <- replLagSecDesc
 	ch <- replConnDesc
 }
 
@@ -528,6 +533,7 @@ func (c *replicationCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(replAppliedDesc, prometheus.GaugeValue, float64(st.AppliedSeq), st.Name)
 		ch <- prometheus.MustNewConstMetric(replLagDesc, prometheus.GaugeValue, float64(st.Lag), st.Name)
+		ch <- prometheus.MustNewConstMetric(replLagSecDesc, prometheus.GaugeValue, st.LagSeconds, st.Name)
 		ch <- prometheus.MustNewConstMetric(replConnDesc, prometheus.GaugeValue, conn, st.Name)
 	}
 }

@@ -132,6 +132,48 @@ func TestReplicationCascade(t *testing.T) {
 	if m[`rewardpool_replication_applied_seq{pool="prizes"}`] == 0 {
 		t.Fatalf("metrics: no applied seq for prizes")
 	}
+	if _, ok := m[`rewardpool_replication_lag_seconds{pool="prizes"}`]; !ok {
+		t.Fatalf("metrics: no lag_seconds for prizes")
+	}
+	// Caught up and connected: no lag in records or seconds. (Poll: the
+	// last record may be applied a moment after the digests matched.)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		caughtUp := true
+		for _, p := range replicationJSON(t, r1).Pools {
+			if !p.Connected || p.LagRecords != 0 || p.LagSeconds != 0 {
+				caughtUp = false
+			}
+		}
+		if caughtUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica never reports itself caught up: %+v", replicationJSON(t, r1))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A replica whose primary is gone reports growing lag in seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := primary.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		lagging := false
+		for _, p := range replicationJSON(t, r1).Pools {
+			if !p.Connected && p.LagSeconds > 0 {
+				lagging = true
+			}
+		}
+		if lagging {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica without primary reports no lag: %+v", replicationJSON(t, r1))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // (b) a replica restarted mid-stream catches up with no gap and no duplicate.
