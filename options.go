@@ -76,6 +76,9 @@ type Options struct {
 	// when snapshots cover them, so replicas can catch up from disk.
 	// Default 0: delete what the snapshots cover.
 	KeepSegments int
+	// KeepBytes keeps the newest log segments until they hold at least this
+	// many bytes, even when snapshots cover them. Default 0.
+	KeepBytes int64
 
 	// SnapshotEvery takes a snapshot after this many log records.
 	// Default 100,000. A snapshot is also taken at Close.
@@ -180,6 +183,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.KeepSegments < 0 {
 		return o, bad("KeepSegments", o.KeepSegments, "must not be negative")
+	}
+	if o.KeepBytes < 0 {
+		return o, bad("KeepBytes", o.KeepBytes, "must not be negative")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

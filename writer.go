@@ -438,7 +438,7 @@ func (e *Engine) snapshotFinished(res snapResult) {
 	deleted := 0
 	if res.oldest > 0 {
 		var err error
-		deleted, err = w.wal.DeleteBefore(res.oldest+1, e.opts.KeepSegments)
+		deleted, err = w.wal.Retain(res.oldest+1, wal.Retention{Segments: e.opts.KeepSegments, Bytes: e.opts.KeepBytes})
 		if err != nil {
 			e.log.Warn("rewardpool: deleting covered log segments failed", "dir", e.dir, "err", err)
 		}

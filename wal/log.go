@@ -386,20 +386,43 @@ func (l *Log) newSegment(first, epoch uint64, n int64) error {
 // oldest first, never the active segment and never one of the keep most
 // recent. It returns how many it removed.
 func (l *Log) DeleteBefore(seq uint64, keep int) (int, error) {
+	return l.Retain(seq, Retention{Segments: keep})
+}
+
+// Retention says what DeleteBefore and Retain keep even when a snapshot
+// covers it, so replicas that fall behind can still catch up from disk.
+type Retention struct {
+	Segments int   // keep at least this many newest segments
+	Bytes    int64 // keep the newest segments until they hold at least this many bytes on disk
+}
+
+// Retain removes whole segments all of whose records have Seq < seq, oldest
+// first, as long as what remains still satisfies r. Never the active
+// segment. Returns how many were removed.
+func (l *Log) Retain(seq uint64, r Retention) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return 0, ErrClosed
 	}
-	keep = max(keep, 1) // the active segment
+	keep := max(r.Segments, 1) // the active segment
+	var newer int64            // bytes of the segments after the candidate
+	if r.Bytes > 0 {
+		for _, s := range l.segs[1:] {
+			newer += l.segmentBytes(s)
+		}
+	}
 	n := 0
-	for len(l.segs)-n > keep && l.segs[n+1].hdr.first <= seq {
+	for len(l.segs)-n > keep && l.segs[n+1].hdr.first <= seq && newer >= r.Bytes {
 		if err := os.Remove(filepath.Join(l.dir, l.segs[n].name)); err != nil {
 			err = fmt.Errorf("wal: delete segment %s: %w", l.segs[n].name, err)
 			l.segs = l.segs[n:]
 			return n, errors.Join(err, syncDir(l.dir))
 		}
 		n++
+		if r.Bytes > 0 && n < len(l.segs) {
+			newer -= l.segmentBytes(l.segs[n])
+		}
 	}
 	if n == 0 {
 		return 0, nil
@@ -407,6 +430,16 @@ func (l *Log) DeleteBefore(seq uint64, keep int) (int, error) {
 	l.log.Info("wal: deleted segments", "count", n, "before", seq, "dir", l.dir)
 	l.segs = append([]segment(nil), l.segs[n:]...)
 	return n, syncDir(l.dir)
+}
+
+// segmentBytes is a segment's size on disk (preallocated space included:
+// it is disk the operator pays for).
+func (l *Log) segmentBytes(s segment) int64 {
+	fi, err := os.Stat(filepath.Join(l.dir, s.name))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 // Segments describes the segments on disk, oldest first.

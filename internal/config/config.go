@@ -123,6 +123,11 @@ type WALConfig struct {
 	// KeepSegments keeps at least this many of the newest segments even
 	// when snapshots cover them. Default 0: delete what snapshots cover.
 	KeepSegments int `yaml:"keep_segments"`
+	// KeepBytes keeps the newest segments until they hold at least this
+	// much disk, even when snapshots cover them (e.g. "1GiB"). Default 0.
+	// Segments kept = max of both rules; a replica further behind than
+	// what is kept bootstraps from a snapshot.
+	KeepBytes ByteSize `yaml:"keep_bytes"`
 }
 
 // ReplicationConfig configures replication.
@@ -265,6 +270,7 @@ func (c *Config) EngineOptions(p Pool) rewardpool.Options {
 		Storage:           c.WAL.Storage,
 		SegmentSize:       int64(c.WAL.SegmentSize),
 		KeepSegments:      c.WAL.KeepSegments,
+		KeepBytes:         int64(c.WAL.KeepBytes),
 		SnapshotEvery:     c.SnapshotEvery,
 		IdempotencyWindow: c.IdempotencyWindow,
 		MaxDrawCount:      c.Limits.MaxDrawCount,

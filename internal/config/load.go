@@ -370,6 +370,7 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 				{"storage", p.str(&c.WAL.Storage)},
 				{"segment_size", scalar(p, &c.WAL.SegmentSize, `a size like "64MiB"`, ParseByteSize)},
 				{"keep_segments", p.intf(&c.WAL.KeepSegments)},
+				{"keep_bytes", scalar(p, &c.WAL.KeepBytes, `a size like "1GiB"`, ParseByteSize)},
 			})
 		}},
 		{"limits", func(v *yaml.Node, path string) {

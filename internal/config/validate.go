@@ -69,6 +69,9 @@ func (c *Config) check() []problem {
 	if s := c.WAL.SegmentSize; s < MinSegmentSize || s > MaxSegmentSize {
 		bad("wal.segment_size", s, "wal.segment_size %q: want %s to %s", s, MinSegmentSize, MaxSegmentSize)
 	}
+	if c.WAL.KeepBytes < 0 {
+		bad("wal.keep_bytes", c.WAL.KeepBytes, "wal.keep_bytes %v: must not be negative", c.WAL.KeepBytes)
+	}
 	if c.WAL.KeepSegments < 0 {
 		bad("wal.keep_segments", c.WAL.KeepSegments, "wal.keep_segments %d: must not be negative", c.WAL.KeepSegments)
 	}
