@@ -396,3 +396,27 @@ func divergedPool(v replicationView, name string) bool {
 	}
 	return false
 }
+
+// A replica resumes from its own last seq after its primary restarts.
+func TestReplicaSurvivesPrimaryRestart(t *testing.T) {
+	pdir := t.TempDir()
+	p := startNode(t, pdir, "", nil)
+	addr := p.srv.Addr().String()
+	r := startNode(t, "", addr, nil)
+	drawLoad(t, p, "prizes", 2, 20, 3)
+	waitSame(t, "prizes", p, r)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Same address, so the replica's replica_of still points at it. The
+	// port was the kernel's pick a moment ago and is free again.
+	p2 := startNode(t, pdir, "", func(c *config.Config) { c.Listen = addr })
+	drawLoad(t, p2, "prizes", 2, 20, 3)
+	waitSame(t, "prizes", p2, r)
+	if !strings.Contains(r.logs.String(), "reconnecting") {
+		t.Fatalf("replica never noticed the primary going away:\n%s", r.logs.String())
+	}
+}
