@@ -133,13 +133,8 @@ func (s *Server) startReplica() ([]string, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		entries, derr := os.ReadDir(s.cfg.DataDir)
-		for _, e := range entries {
-			if _, serr := os.Stat(filepath.Join(s.cfg.DataDir, e.Name(), "wal")); e.IsDir() && serr == nil {
-				names = append(names, e.Name())
-			}
-		}
-		if derr != nil || len(names) == 0 {
+		names = existingPools(s.cfg.DataDir)
+		if len(names) == 0 {
 			f.Stop()
 			return nil, fmt.Errorf("server: replica of %s: %w (and no pools in %s)", s.cfg.ReplicaOf, err, s.cfg.DataDir)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	rpool "github.com/rewardpool/rewardpool"
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
 	"github.com/rewardpool/rewardpool/internal/config"
 	"github.com/rewardpool/rewardpool/wal"
@@ -309,6 +310,22 @@ func TestReplicaRefusesWritesAndPromotes(t *testing.T) {
 	if v := replicationJSON(t, r); v.Role != "primary" {
 		t.Fatalf("role after promote: %+v", v)
 	}
+
+	// Restarted as a primary with a config that lists other pools, the
+	// promoted node still serves the pools in its data directory.
+	promoted := r.getPool("prizes", "")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := r.srv.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	r2 := startNode(t, r.cfg.DataDir, "", func(c *config.Config) {
+		c.Pools = []config.Pool{{Name: "fresh", Items: []config.Item{{ID: "a", Quantity: 1, Weight: rpool.WeightUnit}}}}
+	})
+	if got := r2.getPool("prizes", ""); got.Seq != promoted.Seq || got.StateDigest != promoted.StateDigest || got.Epoch != 2 {
+		t.Fatalf("after restart as primary: %+v, want %+v", got, promoted)
+	}
+	r2.getPool("fresh", "")
 }
 
 // A former primary that kept records its successor never got rejoins as a

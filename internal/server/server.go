@@ -177,9 +177,20 @@ func (s *Server) Recover() error {
 			list = append(list, poolCfg{p: config.Pool{Name: n}})
 		}
 	} else {
+		configured := map[string]bool{}
 		for _, p := range s.cfg.Pools {
+			configured[p.Name] = true
 			_, statErr := os.Stat(filepath.Join(s.cfg.DataDir, p.Name, "wal"))
 			list = append(list, poolCfg{p: p, seeded: statErr == nil})
+		}
+		// Pools already in the data directory are served too, listed or
+		// not: a promoted replica restarted as a primary has no pools in
+		// its config, and its pools' state is in the directory, not there.
+		for _, name := range existingPools(s.cfg.DataDir) {
+			if !configured[name] {
+				s.log.Info("rewardpool: serving a pool found in the data directory", "pool", name)
+				list = append(list, poolCfg{p: config.Pool{Name: name}})
+			}
 		}
 	}
 	nodes := map[string]*poolNode{}
@@ -311,4 +322,19 @@ func (s *Server) pool(name string) (*rewardpool.Engine, error) {
 		return nil, errorf(codes.Unavailable, ErrNotReady, "server is not ready (recovering or shutting down)")
 	}
 	return p.get(name)
+}
+
+// existingPools lists the pool directories (those with a log) in dataDir.
+func existingPools(dataDir string) []string {
+	entries, err := os.ReadDir(dataDir)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(dataDir, e.Name(), "wal")); e.IsDir() && err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return names
 }
