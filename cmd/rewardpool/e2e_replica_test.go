@@ -255,16 +255,7 @@ func TestE2EReplica(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				for _, d := range out.Draws {
-					item := d.ItemID
-					if d.Error != "" {
-						item = "FAILED"
-					}
-					if prev, dup := acked[d.RequestID]; dup {
-						t.Errorf("request id %d acknowledged twice (%s, %s)", d.RequestID, prev, item)
-					}
-					acked[d.RequestID] = item
-				}
+				recordAcks(t, acked, out.Draws)
 				mu.Unlock()
 				n.Add(int64(count))
 			}

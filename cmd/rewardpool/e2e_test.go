@@ -541,16 +541,7 @@ func testKillUnderLoad(t *testing.T, bin string) {
 					return
 				}
 				mu.Lock()
-				for _, d := range out.Draws {
-					item := d.ItemID
-					if d.Error != "" {
-						item = "FAILED"
-					}
-					if prev, dup := acked[d.RequestID]; dup {
-						t.Errorf("request id %d acknowledged twice (%s, %s)", d.RequestID, prev, item)
-					}
-					acked[d.RequestID] = item
-				}
+				recordAcks(t, acked, out.Draws)
 				mu.Unlock()
 				if n.Add(int64(count)) >= killAfter {
 					enoughOnce.Do(func() { close(enough) })
@@ -729,5 +720,21 @@ func testCLI(t *testing.T, bin string) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "baddata")); err == nil {
 		t.Errorf("serve with a bad config created its data directory")
+	}
+}
+
+// recordAcks adds acknowledged draws to acked (item "FAILED" for an
+// empty-pool draw), failing on an id acknowledged twice. The caller holds
+// the lock guarding acked.
+func recordAcks(t *testing.T, acked map[uint64]string, draws []e2eDraw) {
+	for _, d := range draws {
+		item := d.ItemID
+		if d.Error != "" {
+			item = "FAILED"
+		}
+		if prev, dup := acked[d.RequestID]; dup {
+			t.Errorf("request id %d acknowledged twice (%s, %s)", d.RequestID, prev, item)
+		}
+		acked[d.RequestID] = item
 	}
 }
