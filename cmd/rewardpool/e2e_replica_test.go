@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -56,32 +55,7 @@ replication:
 // startReplicaProc is startServer for `serve --replica-of primary`.
 func startReplicaProc(t *testing.T, bin, dataDir, cfgPath, primary string) *serverProc {
 	t.Helper()
-	s := &serverProc{t: t, log: newLogWriter(), done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir,
-		"--config", cfgPath, "--replica-of", primary)
-	s.cmd.Stdout = s.log
-	s.cmd.Stderr = s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start replica: %v", err)
-	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		s.cmd.Process.Kill()
-		select {
-		case <-s.done:
-		case <-time.After(stopTimeout):
-			t.Errorf("replica pid %d did not exit after SIGKILL", s.cmd.Process.Pid)
-		}
-	})
-	s.addr = s.waitLog(listeningRE, startTimeout)[1]
+	s := startListening(t, bin, dataDir, cfgPath, "--replica-of", primary)
 	s.waitLog(regexp.MustCompile(`msg="rewardpool: ready"`), startTimeout)
 	return s
 }

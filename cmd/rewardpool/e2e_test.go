@@ -129,11 +129,13 @@ func startServer(t *testing.T, bin, dataDir, cfgPath string) *serverProc {
 	return s
 }
 
-// startListening is startServer without waiting for recovery.
-func startListening(t *testing.T, bin, dataDir, cfgPath string) *serverProc {
+// startListening is startServer without waiting for recovery; extra
+// arguments go to serve.
+func startListening(t *testing.T, bin, dataDir, cfgPath string, extra ...string) *serverProc {
 	t.Helper()
 	s := &serverProc{t: t, log: newLogWriter(), done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--config", cfgPath)
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--config", cfgPath}, extra...)
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log
 	if err := s.cmd.Start(); err != nil {
