@@ -116,8 +116,11 @@ func (e *Engine) commit(batch []*call) {
 			e.undo(0, start)
 			e.fail(err)
 		} else {
-			e.committed()
+			// Readers of the log (ScanLog) must see the batch before the
+			// Committed observers hear of it: a streamer that dropped it
+			// reads it back from disk.
 			e.lastSeq.Store(w.seq)
+			e.committed()
 			for _, c := range batch {
 				if c.op == opPromote && c.err == nil {
 					c.epoch = w.epoch

@@ -401,9 +401,18 @@ func (e *divergedError) Unwrap() error { return e.err }
 // (one text line each, for audit), cuts them from the log, sets aside the
 // snapshots that include them, and reopens the pool at common.
 func (f *Follower) cutTail(ps *poolState, common uint64) error {
+	eng, err := f.cfg.Host.Engine(ps.name)
+	if err != nil {
+		return err
+	}
+	if common >= eng.LastSeq() {
+		// Nothing of ours lies past the common point, yet the primary
+		// refused us: cutting would change nothing and loop.
+		return fmt.Errorf("the primary reports the logs agree up to seq %d, at or past our last seq %d", common, eng.LastSeq())
+	}
 	var saved string
 	var dropped int
-	err := f.cfg.Host.Reinstall(ps.name, func(dir string) error {
+	err = f.cfg.Host.Reinstall(ps.name, func(dir string) error {
 		walDir := filepath.Join(dir, "wal")
 		l, err := wal.Open(walDir, wal.Options{Logger: f.log})
 		if err != nil {

@@ -350,6 +350,16 @@ func checkContinuity(ctx context.Context, e *rewardpool.Engine, pool string, fro
 		return nil
 	}
 	prev := from - 1
+	st, err := e.State(ctx)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "pool %q: %v", pool, err)
+	}
+	if lastEpoch > st.Epoch {
+		// The requester has seen a promotion this node has not: it is the
+		// newer history, and must not cut anything to follow us.
+		return status.Errorf(codes.Aborted, "pool %q: the requester is in epoch %d, newer than this node's %d: "+
+			"it must not follow this node (is this a stale former primary?)", pool, lastEpoch, st.Epoch)
+	}
 	diverged := func(why string) error {
 		common, ok := commonSeq(e, prev, lastEpoch)
 		if ok {
@@ -364,18 +374,13 @@ func checkContinuity(ctx context.Context, e *rewardpool.Engine, pool string, fro
 		return diverged(fmt.Sprintf("this node's log ends at %d", e.LastSeq()))
 	}
 	var epoch uint64
-	err := e.ScanLog(prev, func(r *wal.Record) error { epoch = r.Epoch; return errStopProbe })
+	err = e.ScanLog(prev, func(r *wal.Record) error { epoch = r.Epoch; return errStopProbe })
 	switch {
 	case errors.Is(err, errStopProbe):
 		if epoch != lastEpoch {
 			return diverged(fmt.Sprintf("its record there is from epoch %d, ours from epoch %d", lastEpoch, epoch))
 		}
-	case errors.Is(err, wal.ErrGap):
-		st, serr := e.State(context.Background())
-		if serr == nil && lastEpoch > st.Epoch {
-			return diverged(fmt.Sprintf("it is in epoch %d, this node in %d", lastEpoch, st.Epoch))
-		}
-	case err != nil:
+	case err != nil && !errors.Is(err, wal.ErrGap):
 		return status.Errorf(codes.Unavailable, "read log of pool %q: %v", pool, err)
 	}
 	return nil

@@ -276,10 +276,25 @@ func (s *Server) shutdown(ctx context.Context) error {
 	httpErr := s.http.Shutdown(ctx)
 	// StreamWAL streams never end on their own: close the streamers so
 	// they return and GracefulStop does not wait for the deadline.
-	if p := s.pools.Load(); p != nil {
-		for _, name := range p.names {
-			p.entries[name].node.Load().st.Close()
+	// A subscriber that stopped reading leaves its sink blocked in Send
+	// under flow control, and closing the streamer waits for that sink: if
+	// the deadline passes first, cut every gRPC connection, which fails
+	// the Send.
+	streamsClosed := make(chan struct{})
+	go func() {
+		if p := s.pools.Load(); p != nil {
+			for _, name := range p.names {
+				p.entries[name].node.Load().st.Close()
+			}
 		}
+		close(streamsClosed)
+	}()
+	select {
+	case <-streamsClosed:
+	case <-ctx.Done():
+		s.log.Warn("rewardpool: shutdown deadline passed with replication streams still open; cutting connections")
+		s.grpc.Stop()
+		<-streamsClosed
 	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()

@@ -1,0 +1,64 @@
+package rewardpool
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+// Regression (found in review): the Committed hook is the streamer's input, and the streamer
+// reads dropped batches back through ScanLog (stream.Source). The hook must
+// therefore run only once ScanLog can serve the batch it announces. It runs
+// before lastSeq is published, so a read-back of the batch just handed over
+// finds nothing (the streamer's fill then logs "source ended" and jumps,
+// and its sinks fail with "source has no record at seq").
+func TestCommittedBatchVisibleToScanLog(t *testing.T) {
+	var (
+		e     *Engine
+		mu    sync.Mutex
+		short []string
+	)
+	o := testOptions()
+	o.Committed = func(recs []wal.Record) {
+		if e == nil {
+			return
+		}
+		n := 0
+		_ = e.ScanLog(recs[0].Seq, func(*wal.Record) error { n++; return nil })
+		if n < len(recs) {
+			mu.Lock()
+			short = append(short, "batch ending at seq "+itoa(recs[len(recs)-1].Seq)+": ScanLog saw "+itoa(uint64(n))+" of "+itoa(uint64(len(recs))))
+			mu.Unlock()
+		}
+	}
+	var err error
+	e, err = Open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for range 3 {
+		if _, err := e.Draw(context.Background(), DrawRequest{Count: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(short) > 0 {
+		t.Errorf("Committed announced records ScanLog cannot serve yet: %v", short)
+	}
+}
+
+func itoa(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
+	var b []byte
+	for v > 0 {
+		b = append([]byte{byte('0' + v%10)}, b...)
+		v /= 10
+	}
+	return string(b)
+}
