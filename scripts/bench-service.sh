@@ -4,10 +4,10 @@
 # next to Redis (scripts/redis-bench.sh, appendfsync always), in alternating
 # rounds, then the medians.
 #
-#   scripts/bench-service.sh [OUT_DIR]        (default /tmp/rpbench/service)
+#   scripts/bench-service.sh [OUT_DIR]        (default bench-out/service)
 #
 # Environment: ROUNDS (3), DURATION (5s), WARMUP (1s), BIN (built here to
-# /tmp/rpbench/rewardpool), SKIP_REDIS=1 to leave Redis out, PARTS (default
+# bench-out/rewardpool), SKIP_REDIS=1 to leave Redis out, PARTS (default
 # "c1 c16 c64 count100 items": the parts of a round to run, in that order).
 #
 # What it does:
@@ -36,11 +36,11 @@ say() { echo "bench-service: $*" >&2; }
 
 cd "$(dirname "$0")/.."
 root="$PWD"
-out="${1:-/tmp/rpbench/service}"
+out="${1:-bench-out/service}"
 rounds="${ROUNDS:-3}"
 duration="${DURATION:-5s}"
 warmup="${WARMUP:-1s}"
-bin="${BIN:-/tmp/rpbench/rewardpool}"
+bin="${BIN:-bench-out/rewardpool}"
 mkdir -p "$out"
 : >"$out/runs.jsonl"
 
