@@ -40,8 +40,9 @@ type Engine struct {
 
 	stats engineStats
 
-	replica replicaState  // mirrors w.replica for IsReplica
-	lastSeq atomic.Uint64 // last committed seq, for LastSeq and ScanLog
+	replica    replicaState  // mirrors w.replica for IsReplica
+	lastSeq    atomic.Uint64 // last written seq, for LastSeq
+	durableSeq atomic.Uint64 // last fsynced seq (written, under DurabilityNone), for ScanLog
 
 	// Everything below is owned by the writer goroutine (and by Open before
 	// the writer starts). No locks: one goroutine touches it.
@@ -64,6 +65,10 @@ type writerState struct {
 	applying  bool  // replaying records that undo may have to take back
 	promoting bool  // the current batch holds this replica's EPOCH record
 	failed    error // first WAL failure; poisons every later write
+
+	// pending holds, under DurabilityInterval, records written but not yet
+	// fsynced: the Committed observers get them after the fsync.
+	pending []wal.Record
 
 	// Per-batch scratch, reused across batches.
 	lastBatch int // requests in the previous batch
@@ -122,6 +127,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	e.w.replica = e.opts.Replica
 	e.replica.Store(e.opts.Replica)
 	e.lastSeq.Store(e.w.seq)
+	e.durableSeq.Store(e.w.seq)
 	go e.run()
 	return e, nil
 }

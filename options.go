@@ -105,8 +105,10 @@ type Options struct {
 	Logger *slog.Logger
 
 	// Committed, when set, is called on the writer goroutine with every
-	// batch of records right after it became durable (or, under
-	// DurabilityInterval and DurabilityNone, was written), in log order.
+	// batch of records once it is durable, in log order: under
+	// DurabilityAlways right after the batch's fsync, under
+	// DurabilityInterval after the fsync that covers it (several batches
+	// at once), under DurabilityNone (which promises nothing) once written.
 	// It must not block and must not keep recs: copy what it needs.
 	// The replication streamer hangs off this hook.
 	Committed func(recs []wal.Record)

@@ -108,9 +108,14 @@ func (e *Engine) promoted() {
 // IsReplica reports whether the engine follows a primary.
 func (e *Engine) IsReplica() bool { return e.replica.Load() }
 
-// LastSeq returns the seq of the last record that is durable (under
-// DurabilityAlways) or written (the weaker modes).
+// LastSeq returns the seq of the last record written to the log (under
+// DurabilityAlways, also fsynced).
 func (e *Engine) LastSeq() uint64 { return e.lastSeq.Load() }
+
+// DurableSeq returns the seq of the last record fsynced (under
+// DurabilityNone, written: that mode promises nothing). Replicas
+// acknowledge this, and ScanLog reads up to it.
+func (e *Engine) DurableSeq() uint64 { return e.durableSeq.Load() }
 
 // FirstLogSeq returns the oldest seq still in the log on disk (0 if the log
 // is empty): ScanLog from an older seq fails with wal.ErrGap.
@@ -119,13 +124,14 @@ func (e *Engine) FirstLogSeq() uint64 { return e.w.wal.FirstSeq() }
 // errStopScan ends a ScanLog early without an error.
 var errStopScan = errors.New("stop")
 
-// ScanLog calls fn for each committed record with seq >= from, in order,
-// reading the log segments on disk; it stops at LastSeq as it was when the
-// scan started. Records read back from the binary codec name their item by
+// ScanLog calls fn for each durable record with seq >= from, in order,
+// reading the log segments on disk; it stops at DurableSeq as it was when
+// the scan started, so a reader never sees a record a power loss could
+// still take back. Records read back from the binary codec name their item by
 // catalog slot (Item) only. from older than the oldest kept segment gives
 // an error wrapping wal.ErrGap: the reader needs a snapshot first.
 func (e *Engine) ScanLog(from uint64, fn func(*wal.Record) error) error {
-	limit := e.lastSeq.Load()
+	limit := e.durableSeq.Load()
 	if from > limit {
 		return nil
 	}

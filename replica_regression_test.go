@@ -2,8 +2,10 @@ package rewardpool
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rewardpool/rewardpool/wal"
 )
@@ -61,4 +63,46 @@ func itoa(v uint64) string {
 		v /= 10
 	}
 	return string(b)
+}
+
+// Under DurabilityInterval a batch is answered after the write, before the
+// fsync. Observers (replication) and ScanLog must not see it until the
+// fsync: a replica holding records its primary could still lose to a power
+// cut would diverge undetected.
+func TestIntervalObserversSeeOnlyDurable(t *testing.T) {
+	var mu sync.Mutex
+	var seen []uint64
+	o := testOptions()
+	o.Durability = DurabilityInterval
+	o.SyncInterval = time.Hour // no timer fsync during the test
+	o.Committed = func(recs []wal.Record) {
+		mu.Lock()
+		for _, r := range recs {
+			seen = append(seen, r.Seq)
+		}
+		mu.Unlock()
+	}
+	e := mustOpen(t, t.TempDir(), o)
+	start := e.DurableSeq()
+	mustDraw(t, e, DrawRequest{Count: 3})
+	if e.LastSeq() != start+3 || e.DurableSeq() != start {
+		t.Fatalf("after an unsynced write: last %d durable %d, want %d and %d", e.LastSeq(), e.DurableSeq(), start+3, start)
+	}
+	mu.Lock()
+	n := len(seen)
+	mu.Unlock()
+	if n != 0 {
+		t.Fatalf("observers saw %d unsynced records", n)
+	}
+	scanned := 0
+	if err := e.ScanLog(start+1, func(*wal.Record) error { scanned++; return nil }); err != nil || scanned != 0 {
+		t.Fatalf("ScanLog returned %d unsynced records (%v)", scanned, err)
+	}
+	// The fsync (here: at Close) releases them, in order.
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint64{start + 1, start + 2, start + 3}; !slices.Equal(seen, want) {
+		t.Fatalf("observers saw %v after the fsync, want %v", seen, want)
+	}
 }

@@ -120,6 +120,11 @@ func (e *Engine) commit(batch []*call) {
 			// Committed observers hear of it: a streamer that dropped it
 			// reads it back from disk.
 			e.lastSeq.Store(w.seq)
+			if e.opts.Durability != DurabilityInterval {
+				// always: fsynced above. none: never fsynced, and makes no
+				// promise to replicas either: written counts as durable.
+				e.durableSeq.Store(w.seq)
+			}
 			e.committed()
 			for _, c := range batch {
 				if c.op == opPromote && c.err == nil {
@@ -293,6 +298,8 @@ func (w *writerState) mark() mark { return mark{w.seq, w.reqID, w.epoch} }
 // fail poisons the engine after a log failure: every later write is
 // refused until the engine is reopened and recovers from disk.
 func (e *Engine) fail(err error) {
+	clear(e.w.pending) // never durable: never observed
+	e.w.pending = e.w.pending[:0]
 	if e.w.failed == nil {
 		e.w.failed = err
 		e.log.Error("rewardpool: write-ahead log failed; refusing writes until reopened", "dir", e.dir, "err", err)
@@ -316,7 +323,13 @@ func (e *Engine) committed() {
 		}
 	}
 	if e.opts.Committed != nil {
-		e.opts.Committed(w.recs)
+		if e.opts.Durability == DurabilityInterval {
+			// Observers (replication) see records only once fsynced: a
+			// replica must never hold records its primary could lose.
+			w.pending = append(w.pending, w.recs...)
+		} else {
+			e.opts.Committed(w.recs)
+		}
 	}
 	w.sinceSnap += n
 	if w.sinceSnap >= e.opts.SnapshotEvery && !w.snapRunning {
@@ -343,7 +356,14 @@ func (e *Engine) sync() error {
 		e.log.Warn("rewardpool: slow fsync of the write-ahead log", "dir", e.dir, "took", took)
 	}
 	if err == nil {
-		e.w.unsynced = false
+		w := &e.w
+		w.unsynced = false
+		e.durableSeq.Store(w.seq)
+		if len(w.pending) > 0 {
+			e.opts.Committed(w.pending)
+			clear(w.pending)
+			w.pending = w.pending[:0]
+		}
 	}
 	return err
 }

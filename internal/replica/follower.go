@@ -323,31 +323,45 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 			}
 		}
 	}()
-	// Acks go out on their own goroutine, coalesced to the newest seq, so
-	// a slow ack never holds up applying.
-	acks := make(chan uint64, 1)
-	defer close(acks)
+	// Acks go out on their own goroutine so a slow ack never holds up
+	// applying. They report what is durable here (DurableSeq): after an
+	// Apply, and on a short tick, because under durability interval the
+	// fsync that makes records durable comes after the Apply returned.
+	nudge := make(chan struct{}, 1)
+	ack := func() {
+		select {
+		case nudge <- struct{}{}:
+		default:
+		}
+	}
 	if f.cfg.ID != "" {
 		go func() {
-			for seq := range acks {
-				_, err := f.repl.Ack(f.outgoing(ctx), &rpv1.AckRequest{Pool: ps.name, Replica: f.cfg.ID, Seq: seq})
-				if err != nil && ctx.Err() == nil {
-					f.log.Debug("replica: ack failed", "pool", ps.name, "seq", seq, "err", err)
+			tick := time.NewTicker(ackTick)
+			defer tick.Stop()
+			var acked uint64
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-nudge:
+				case <-tick.C:
 				}
+				seq := eng.DurableSeq()
+				if seq <= acked {
+					continue
+				}
+				_, err := f.repl.Ack(f.outgoing(ctx), &rpv1.AckRequest{Pool: ps.name, Replica: f.cfg.ID, Seq: seq})
+				if err != nil {
+					if ctx.Err() == nil {
+						f.log.Debug("replica: ack failed", "pool", ps.name, "seq", seq, "err", err)
+					}
+					continue
+				}
+				acked = seq
 			}
 		}()
 	}
-	ack := func(seq uint64) {
-		if f.cfg.ID == "" {
-			return
-		}
-		select { // keep only the newest
-		case <-acks:
-		default:
-		}
-		acks <- seq
-	}
-	ack(eng.LastSeq()) // what is already durable here counts too
+	ack() // what is already durable here counts too
 	var batch []wal.Record
 	next := from
 	for it := range ch {
@@ -374,7 +388,7 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 			return progressed, fmt.Errorf("replica: apply seqs %d..%d: %w", batch[0].Seq, r.Seq, err)
 		}
 		progressed = true
-		ack(r.Seq)
+		ack()
 		if len(ch) == 0 {
 			ps.behindSince.Store(0) // applied everything received
 		}
@@ -382,6 +396,9 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 	}
 	return progressed, errors.New("replica: stream closed")
 }
+
+// ackTick is how often a follower re-checks its durable seq for acks.
+const ackTick = 5 * time.Millisecond
 
 // commonSeqKey is the trailer in which the primary says how far our logs
 // agree (see the server's StreamWAL).
