@@ -226,10 +226,12 @@ func (f *Follower) follow(ps *poolState) {
 			// the seq where both agree: save them for audit, cut them,
 			// and follow from there.
 			if cerr := f.cutTail(ps, de.common); cerr != nil {
+				// Retrying would reopen the pool and fail the same way:
+				// stop following it until an operator steps in.
 				ps.diverged.Store(true)
-				f.log.Error("replica: cutting the divergent tail failed; not following this pool", "pool", ps.name,
+				f.log.Error("replica: cutting the divergent tail failed; this pool no longer follows the primary", "pool", ps.name,
 					"common_seq", de.common, "err", cerr)
-				backoff = f.cfg.MaxBackoff
+				return
 			} else {
 				progressed = true
 			}
@@ -561,7 +563,8 @@ func (f *Follower) bootstrap(ps *poolState) error {
 		return err
 	}
 	ps.bootstraps.Add(1)
-	f.log.Info("replica: bootstrapped from primary's snapshot", "pool", ps.name, "seq", seq)
+	f.log.Info("replica: bootstrapped from primary's snapshot; any earlier log is kept aside as wal.replaced-<time>",
+		"pool", ps.name, "seq", seq)
 	return nil
 }
 
@@ -604,7 +607,15 @@ func install(dir string, seq uint64, data []byte) error {
 			os.Remove(filepath.Join(snapDir, in.Name))
 		}
 	}
-	if err := os.RemoveAll(filepath.Join(dir, "wal")); err != nil {
+	// The old log is set aside, not deleted: if this node was a former
+	// primary whose divergent records the new primary no longer keeps, it
+	// is the only copy of them, for audit.
+	if segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal")); len(segs) > 0 {
+		aside := filepath.Join(dir, fmt.Sprintf("wal.replaced-%d", time.Now().UnixNano()))
+		if err := os.Rename(filepath.Join(dir, "wal"), aside); err != nil {
+			return err
+		}
+	} else if err := os.RemoveAll(filepath.Join(dir, "wal")); err != nil {
 		return err
 	}
 	if d, err := os.Open(snapDir); err == nil {

@@ -192,6 +192,7 @@ func (s *Server) promote(ctx context.Context) (uint64, error) {
 	if f := s.follower.Load(); f != nil {
 		f.Stop()
 	}
+	defer s.follower.Store(nil) // a primary exports no replica metrics
 	var epoch uint64
 	for _, name := range p.names {
 		e := p.engine(name)
