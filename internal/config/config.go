@@ -149,6 +149,10 @@ type ReplicationConfig struct {
 	// primary's TLS certificate: when set the replica connects over TLS.
 	// Default empty: plaintext (h2c).
 	CAFile string `yaml:"ca_file"`
+	// LogRecords writes every committed log record as one structured log
+	// line (msg "wal record": seq, epoch, kind, request_id, item...), in
+	// order: an audit trail and the simplest sink. Default false.
+	LogRecords bool `yaml:"log_records"`
 }
 
 // Limits bound requests.

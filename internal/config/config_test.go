@@ -102,7 +102,7 @@ var fullWant = Config{
 	ClientToken:       "client-secret",
 	TLS:               TLSConfig{CertFile: "testdata/cert.pem", KeyFile: "testdata/key.pem"},
 	ReplicaOf:         "10.0.0.1:7070",
-	Replication:       ReplicationConfig{Token: "repl-secret", CAFile: "testdata/cert.pem"},
+	Replication:       ReplicationConfig{Token: "repl-secret", CAFile: "testdata/cert.pem", LogRecords: true},
 	ShutdownTimeout:   Duration(90 * time.Second),
 	Log:               LogConfig{Level: "debug", Format: "json"},
 	Pools: []Pool{

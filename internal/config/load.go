@@ -412,6 +412,7 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 				{"token", p.str(&c.Replication.Token)},
 				{"min_sync_replicas", p.intf(&c.Replication.MinSyncReplicas)},
 				{"ca_file", p.str(&c.Replication.CAFile)},
+				{"log_records", scalar(p, &c.Replication.LogRecords, "true or false", strconv.ParseBool)},
 			})
 		}},
 		{"pools", func(v *yaml.Node, path string) { c.Pools = p.pools(v, path) }},

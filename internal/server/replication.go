@@ -58,6 +58,13 @@ func (s *Server) openNode(p config.Pool) (*poolNode, error) {
 	}
 	eng = e
 	st.Start(e.LastSeq())
+	if s.cfg.Replication.LogRecords {
+		if err := st.AddSink("log", stream.NewLogSink(s.log.With("pool", p.Name)), 0); err != nil {
+			st.Close()
+			e.Close()
+			return nil, err
+		}
+	}
 	return &poolNode{eng: e, st: st}, nil
 }
 

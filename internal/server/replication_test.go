@@ -437,3 +437,21 @@ func TestReplicaSurvivesPrimaryRestart(t *testing.T) {
 		t.Fatalf("replica never noticed the primary going away:\n%s", r.logs.String())
 	}
 }
+
+// replication.log_records writes one structured line per committed record.
+func TestLogRecordsSink(t *testing.T) {
+	ts := startNode(t, "", "", func(c *config.Config) { c.Replication.LogRecords = true })
+	ts.draw("prizes", "", `{"count":3}`)
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(ts.logs.String(), `msg="wal record"`) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("want 3 wal record lines:\n%s", ts.logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, id := range []string{"request_id=1 ", "request_id=2 ", "request_id=3 "} {
+		if !strings.Contains(ts.logs.String(), id) {
+			t.Fatalf("no line for %s:\n%s", id, ts.logs.String())
+		}
+	}
+}
