@@ -101,13 +101,19 @@ func allDigits(s string) bool {
 // trailing zeros ("10", "0.5", "0.000001"). It is the inverse of ParseWeight
 // for every value ParseWeight accepts.
 func FormatWeight(units uint64) string {
-	whole, frac := units/WeightUnit, units%WeightUnit
-	if frac == 0 {
-		return strconv.FormatUint(whole, 10)
-	}
 	var buf [32]byte
-	b := strconv.AppendUint(buf[:0], whole, 10)
-	b = append(b, '.')
+	return string(AppendWeight(buf[:0], units))
+}
+
+// AppendWeight appends FormatWeight(units) to dst without allocating: the
+// log codecs write weights with it.
+func AppendWeight(dst []byte, units uint64) []byte {
+	whole, frac := units/WeightUnit, units%WeightUnit
+	dst = strconv.AppendUint(dst, whole, 10)
+	if frac == 0 {
+		return dst
+	}
+	dst = append(dst, '.')
 	// Fixed-width fraction with leading zeros, then drop trailing zeros.
 	var digits [weightDecimals]byte
 	for i := weightDecimals - 1; i >= 0; i-- {
@@ -118,6 +124,5 @@ func FormatWeight(units uint64) string {
 	for digits[n-1] == '0' {
 		n--
 	}
-	b = append(b, digits[:n]...)
-	return string(b)
+	return append(dst, digits[:n]...)
 }

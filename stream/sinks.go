@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"github.com/rewardpool/rewardpool/pool"
 	"log/slog"
 
 	"github.com/rewardpool/rewardpool/wal"
@@ -61,7 +62,7 @@ func (s *LogSink) Stream(recs []wal.Record) error {
 			attrs = append(attrs, slog.Int("item", int(r.Item)))
 		}
 		if r.Kind == wal.KindAdd || r.Kind == wal.KindSet {
-			attrs = append(attrs, slog.Int64("quantity", r.Quantity), slog.String("weight", wal.FormatWeight(r.Weight)))
+			attrs = append(attrs, slog.Int64("quantity", r.Quantity), slog.String("weight", pool.FormatWeight(r.Weight)))
 		}
 		attrs = append(attrs, slog.Bool("commit", r.Commit))
 		s.log.LogAttrs(ctx, slog.LevelInfo, "wal record", attrs...)

@@ -3,7 +3,6 @@ package wal
 import (
 	"errors"
 	"fmt"
-	"strconv"
 )
 
 // A codec turns records into bytes and back. Each segment is written by one
@@ -79,54 +78,6 @@ func checkRecord(c codec, r *Record) error {
 		return fmt.Errorf("key or item id longer than %d bytes", maxStringSize)
 	}
 	return c.check(r)
-}
-
-// appendWeight renders units of 1e-6 like FormatWeight, without allocating.
-func appendWeight(dst []byte, units uint64) []byte {
-	dst = strconv.AppendUint(dst, units/1e6, 10)
-	frac := units % 1e6
-	if frac == 0 {
-		return dst
-	}
-	dst = append(dst, '.')
-	var d [6]byte
-	for i := 5; i >= 0; i-- {
-		d[i] = byte('0' + frac%10)
-		frac /= 10
-	}
-	n := 6
-	for d[n-1] == '0' {
-		n--
-	}
-	return append(dst, d[:n]...)
-}
-
-// parseWeight is the inverse of FormatWeight: "2.5" -> 2500000. It accepts
-// at most 6 decimals and no sign or exponent, so the value is exact.
-func parseWeight(s string) (uint64, error) {
-	whole, frac, dot := cutByte(s, '.')
-	if whole == "" || (dot && (frac == "" || len(frac) > 6)) {
-		return 0, fmt.Errorf("weight %q: want digits with at most 6 decimals", s)
-	}
-	w, err := strconv.ParseUint(whole, 10, 64)
-	if err != nil || whole[0] == '+' {
-		return 0, fmt.Errorf("weight %q: want digits with at most 6 decimals", s)
-	}
-	var f uint64
-	for i := 0; i < 6; i++ {
-		f *= 10
-		if i < len(frac) {
-			c := frac[i]
-			if c < '0' || c > '9' {
-				return 0, fmt.Errorf("weight %q: want digits with at most 6 decimals", s)
-			}
-			f += uint64(c - '0')
-		}
-	}
-	if w > (1<<64-1-f)/1e6 {
-		return 0, fmt.Errorf("weight %q: out of range", s)
-	}
-	return w*1e6 + f, nil
 }
 
 func cutByte(s string, c byte) (before, after string, found bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/rewardpool/rewardpool/pool"
 	"hash/crc32"
 	"strconv"
 	"unicode/utf8"
@@ -64,7 +65,7 @@ func (jsonlCodec) encode(dst []byte, st *codecState, r *Record) []byte {
 		dst = append(dst, `,"quantity":`...)
 		dst = strconv.AppendInt(dst, r.Quantity, 10)
 		dst = append(dst, `,"weight":`...)
-		dst = appendWeight(dst, r.Weight)
+		dst = pool.AppendWeight(dst, r.Weight)
 	case KindRemove:
 		dst = append(dst, `,"item":`...)
 		dst = appendJSONString(dst, r.ItemID)
@@ -143,7 +144,7 @@ func (jsonlCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 		r.Key, r.Count = j.Key, j.Count
 	case KindAdd, KindSet:
 		r.ItemID, r.Quantity = j.Item, j.Quantity
-		if r.Weight, err = parseWeight(string(j.Weight)); err != nil {
+		if r.Weight, err = pool.ParseWeight(string(j.Weight)); err != nil {
 			return bad(err.Error(), true)
 		}
 	case KindRemove:

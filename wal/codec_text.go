@@ -3,6 +3,7 @@ package wal
 import (
 	"bytes"
 	"fmt"
+	"github.com/rewardpool/rewardpool/pool"
 	"hash/crc32"
 	"strconv"
 	"strings"
@@ -81,7 +82,7 @@ func appendCanonical(dst []byte, r *Record) []byte {
 		dst = append(dst, ' ')
 		dst = strconv.AppendInt(dst, r.Quantity, 10)
 		dst = append(dst, ' ')
-		dst = appendWeight(dst, r.Weight)
+		dst = pool.AppendWeight(dst, r.Weight)
 	case KindRemove:
 		dst = append(dst, "REMOVE "...)
 		dst = append(dst, r.ItemID...)
@@ -202,7 +203,7 @@ func parseCanonical(s string, r *Record) error {
 		if r.Quantity, err = strconv.ParseInt(f[1], 10, 64); err != nil {
 			return fmt.Errorf("bad %s quantity %q", verb, f[1])
 		}
-		if r.Weight, err = parseWeight(f[2]); err != nil {
+		if r.Weight, err = pool.ParseWeight(f[2]); err != nil {
 			return err
 		}
 	case "REMOVE":

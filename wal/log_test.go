@@ -2,6 +2,7 @@ package wal
 
 import (
 	"errors"
+	"github.com/rewardpool/rewardpool/pool"
 	"testing"
 )
 
@@ -141,12 +142,14 @@ func TestCanonicalMatchesString(t *testing.T) {
 			t.Fatalf("appendCanonical %q, String %q", got, r.String())
 		}
 	}
-	for _, w := range []uint64{0, 1, 500000, 10_000_000, 2_500_000, 123_456_789} {
-		if got := string(appendWeight(nil, w)); got != FormatWeight(w) {
-			t.Fatalf("appendWeight(%d) = %q, want %q", w, got, FormatWeight(w))
+	// The codecs write weights with pool.AppendWeight and read them with
+	// pool.ParseWeight: they must agree with FormatWeight and round-trip.
+	for _, w := range []uint64{1, 500000, 10_000_000, 2_500_000, 123_456_789} {
+		if got := string(pool.AppendWeight(nil, w)); got != pool.FormatWeight(w) {
+			t.Fatalf("AppendWeight(%d) = %q, want %q", w, got, pool.FormatWeight(w))
 		}
-		if back, err := parseWeight(FormatWeight(w)); err != nil || back != w {
-			t.Fatalf("parseWeight(%q) = %d, %v", FormatWeight(w), back, err)
+		if back, err := pool.ParseWeight(pool.FormatWeight(w)); err != nil || back != w {
+			t.Fatalf("ParseWeight(%q) = %d, %v", pool.FormatWeight(w), back, err)
 		}
 	}
 }

@@ -1,6 +1,10 @@
 package wal
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/rewardpool/rewardpool/pool"
+)
 
 // Kind says what a record means. The numbers are part of the binary format:
 // never renumber a kind, only add new ones.
@@ -79,27 +83,13 @@ func (r *Record) String() string {
 	case KindKey:
 		return fmt.Sprintf("KEY %q %d", r.Key, r.Count)
 	case KindAdd:
-		return fmt.Sprintf("ADD %s %d %s", r.ItemID, r.Quantity, FormatWeight(r.Weight))
+		return fmt.Sprintf("ADD %s %d %s", r.ItemID, r.Quantity, pool.FormatWeight(r.Weight))
 	case KindSet:
-		return fmt.Sprintf("SET %s %d %s", r.ItemID, r.Quantity, FormatWeight(r.Weight))
+		return fmt.Sprintf("SET %s %d %s", r.ItemID, r.Quantity, pool.FormatWeight(r.Weight))
 	case KindRemove:
 		return fmt.Sprintf("REMOVE %s", r.ItemID)
 	case KindEpoch:
 		return fmt.Sprintf("EPOCH %d", r.Epoch)
 	}
 	return r.Kind.String()
-}
-
-// FormatWeight renders a weight in units of 1e-6 as a decimal with no
-// trailing zeros: 10000000 -> "10", 500000 -> "0.5".
-func FormatWeight(units uint64) string {
-	whole, frac := units/1e6, units%1e6
-	if frac == 0 {
-		return fmt.Sprintf("%d", whole)
-	}
-	s := fmt.Sprintf("%d.%06d", whole, frac)
-	for s[len(s)-1] == '0' {
-		s = s[:len(s)-1]
-	}
-	return s
 }

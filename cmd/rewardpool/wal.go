@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/rewardpool/rewardpool/pool"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,7 +14,7 @@ import (
 	"github.com/rewardpool/rewardpool/wal"
 )
 
-func formatWeight(units uint64) string { return wal.FormatWeight(units) }
+func formatWeight(units uint64) string { return pool.FormatWeight(units) }
 
 // lockPool takes the pool directory's lock, so the log tools never run
 // beside an engine that is writing the same log.
