@@ -43,6 +43,7 @@ type Engine struct {
 	replica    replicaState  // mirrors w.replica for IsReplica
 	lastSeq    atomic.Uint64 // last written seq, for LastSeq
 	durableSeq atomic.Uint64 // last fsynced seq (written, under DurabilityNone), for ScanLog
+	epoch      atomic.Uint64 // epoch of the last written record, for Epoch
 
 	// Everything below is owned by the writer goroutine (and by Open before
 	// the writer starts). No locks: one goroutine touches it.
@@ -128,6 +129,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	e.replica.Store(e.opts.Replica)
 	e.lastSeq.Store(e.w.seq)
 	e.durableSeq.Store(e.w.seq)
+	e.epoch.Store(e.w.epoch)
 	go e.run()
 	return e, nil
 }

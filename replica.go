@@ -112,6 +112,10 @@ func (e *Engine) IsReplica() bool { return e.replica.Load() }
 // DurabilityAlways, also fsynced).
 func (e *Engine) LastSeq() uint64 { return e.lastSeq.Load() }
 
+// Epoch returns the epoch of the last record written: epochs change only
+// through records (promotions), so it is the epoch the log ends in.
+func (e *Engine) Epoch() uint64 { return e.epoch.Load() }
+
 // DurableSeq returns the seq of the last record fsynced (under
 // DurabilityNone, written: that mode promises nothing). Replicas
 // acknowledge this, and ScanLog reads up to it.

@@ -231,6 +231,9 @@ func TestReplicaBootstrapAndPromote(t *testing.T) {
 	if err != nil || epoch != 2 {
 		t.Fatalf("Promote = %d, %v; want epoch 2", epoch, err)
 	}
+	if r.Epoch() != 2 {
+		t.Fatalf("Epoch() = %d after promotion, want 2", r.Epoch())
+	}
 	if r.IsReplica() {
 		t.Fatal("still a replica after Promote")
 	}

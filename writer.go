@@ -120,17 +120,15 @@ func (e *Engine) commit(batch []*call) {
 			// Committed observers hear of it: a streamer that dropped it
 			// reads it back from disk.
 			e.lastSeq.Store(w.seq)
+			e.epoch.Store(w.epoch)
 			if e.opts.Durability != DurabilityInterval {
 				// always: fsynced above. none: never fsynced, and makes no
 				// promise to replicas either: written counts as durable.
 				e.durableSeq.Store(w.seq)
 			}
 			e.committed()
-			for _, c := range batch {
-				if c.op == opPromote && c.err == nil {
-					c.epoch = w.epoch
-					e.promoted()
-				}
+			if w.promoting {
+				e.promoted()
 			}
 			e.stats.draws.Add(uint64(draws))
 			if e.opts.Observer != nil {
@@ -147,6 +145,8 @@ func (e *Engine) commit(batch []*call) {
 			c.fn()
 		case w.failed != nil && c.op.writes():
 			c.err = fmt.Errorf("%w: %w", ErrWAL, w.failed)
+		case c.op == opPromote && c.err == nil:
+			c.epoch = w.epoch
 		}
 		c.done <- struct{}{}
 	}

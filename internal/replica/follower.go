@@ -276,13 +276,9 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 	from := eng.LastSeq() + 1
 	// Our current epoch is the epoch of our last record: epochs only change
 	// through records. The primary checks it against its own record there.
-	st, err := eng.State(ctx)
-	if err != nil {
-		return false, err
-	}
 	var lastEpoch uint64
 	if from > 1 {
-		lastEpoch = st.Epoch
+		lastEpoch = eng.Epoch()
 	}
 	stream, err := f.repl.StreamWAL(f.outgoing(ctx), &rpv1.StreamWALRequest{Pool: ps.name, FromSeq: from, LastEpoch: lastEpoch})
 	if err != nil {

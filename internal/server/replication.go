@@ -205,11 +205,7 @@ func (s *Server) promote(ctx context.Context) (uint64, error) {
 		e := p.engine(name)
 		ep, err := e.Promote(ctx)
 		if errors.Is(err, rewardpool.ErrNotReplica) {
-			st, serr := e.State(ctx)
-			if serr != nil {
-				return 0, serr
-			}
-			ep, err = st.Epoch, nil
+			ep, err = e.Epoch(), nil
 		}
 		if err != nil {
 			return 0, fmt.Errorf("promote pool %q: %w", name, err)
@@ -358,15 +354,11 @@ func checkContinuity(ctx context.Context, e *rewardpool.Engine, pool string, fro
 		return nil
 	}
 	prev := from - 1
-	st, err := e.State(ctx)
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "pool %q: %v", pool, err)
-	}
-	if lastEpoch > st.Epoch {
+	if epoch := e.Epoch(); lastEpoch > epoch {
 		// The requester has seen a promotion this node has not: it is the
 		// newer history, and must not cut anything to follow us.
 		return status.Errorf(codes.Aborted, "pool %q: the requester is in epoch %d, newer than this node's %d: "+
-			"it must not follow this node (is this a stale former primary?)", pool, lastEpoch, st.Epoch)
+			"it must not follow this node (is this a stale former primary?)", pool, lastEpoch, epoch)
 	}
 	diverged := func(why string) error {
 		common, ok := commonSeq(e, prev, lastEpoch)
@@ -382,7 +374,7 @@ func checkContinuity(ctx context.Context, e *rewardpool.Engine, pool string, fro
 		return diverged(fmt.Sprintf("this node's log ends at %d", e.LastSeq()))
 	}
 	var epoch uint64
-	err = e.ScanLog(prev, func(r *wal.Record) error { epoch = r.Epoch; return errStopProbe })
+	err := e.ScanLog(prev, func(r *wal.Record) error { epoch = r.Epoch; return errStopProbe })
 	switch {
 	case errors.Is(err, errStopProbe):
 		if epoch != lastEpoch {
