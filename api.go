@@ -77,19 +77,9 @@ func (e *Engine) Draw(ctx context.Context, req DrawRequest) ([]DrawResult, error
 // DrawInto is Draw appending the results to dst, so a caller that reuses
 // dst draws without allocating.
 func (e *Engine) DrawInto(ctx context.Context, dst []DrawResult, req DrawRequest) ([]DrawResult, error) {
-	n := req.Count
-	if n == 0 {
-		n = 1
-	}
-	if n < 0 || n > e.opts.MaxDrawCount {
-		return dst, fmt.Errorf("%w: count %d is outside 1..%d", ErrInvalidRequest, req.Count, e.opts.MaxDrawCount)
-	}
-	if len(req.IdempotencyKey) > maxKeyLen {
-		return dst, fmt.Errorf("%w: idempotency_key is %d bytes, at most %d", ErrInvalidRequest, len(req.IdempotencyKey), maxKeyLen)
-	}
-	if !utf8.ValidString(req.IdempotencyKey) {
-		// Every codec must be able to log the key, and jsonl needs UTF-8.
-		return dst, fmt.Errorf("%w: idempotency_key is not valid UTF-8", ErrInvalidRequest)
+	n, err := e.CheckDraw(req)
+	if err != nil {
+		return dst, err
 	}
 	c := e.calls.Get().(*call)
 	c.op, c.count, c.key = opDraw, n, req.IdempotencyKey
@@ -105,6 +95,27 @@ func (e *Engine) DrawInto(ctx context.Context, dst []DrawResult, req DrawRequest
 		return dst, err
 	}
 	return res, nil
+}
+
+// CheckDraw validates req without drawing, as Draw would, and returns the
+// effective count (0 means 1). Servers call it to refuse a request before
+// starting it. Errors wrap ErrInvalidRequest and name the field.
+func (e *Engine) CheckDraw(req DrawRequest) (int, error) {
+	n := req.Count
+	if n == 0 {
+		n = 1
+	}
+	if n < 0 || n > e.opts.MaxDrawCount {
+		return 0, fmt.Errorf("%w: count %d is outside 1..%d", ErrInvalidRequest, req.Count, e.opts.MaxDrawCount)
+	}
+	if len(req.IdempotencyKey) > maxKeyLen {
+		return 0, fmt.Errorf("%w: idempotency_key is %d bytes, at most %d", ErrInvalidRequest, len(req.IdempotencyKey), maxKeyLen)
+	}
+	if !utf8.ValidString(req.IdempotencyKey) {
+		// Every codec must be able to log the key, and jsonl needs UTF-8.
+		return 0, fmt.Errorf("%w: idempotency_key is not valid UTF-8", ErrInvalidRequest)
+	}
+	return n, nil
 }
 
 // State returns the committed state of the pool.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -131,16 +132,6 @@ func drawOutcome(r rewardpool.DrawResult) string {
 	return "ERROR"
 }
 
-// checkCount validates a draw count against the configured maximum; 0 is
-// not accepted here because the transports turn "absent" into 1 first.
-func checkCount(count int64, maxCount int) error {
-	if count <= 0 || count > int64(maxCount) {
-		return errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest,
-			"count: %d is outside 1..%d", count, maxCount)
-	}
-	return nil
-}
-
 // weightUnits converts an API weight (a JSON/proto double with up to 6
 // decimal places) to exact integer units. The shortest decimal that
 // round-trips the double is what the client wrote, so "0.1" stays exact.
@@ -235,16 +226,16 @@ func (s *Server) checkDraw(pool string, count int64, key string, zeroIsOne bool)
 	if err := s.replicaErr(); err != nil {
 		return nil, 0, err
 	}
-	if count == 0 && zeroIsOne {
-		count = 1
+	if count == 0 && !zeroIsOne {
+		// HTTP: an explicit "count": 0 is an error; an absent count is 1.
+		return nil, 0, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, "count: 0 is outside 1..%d", s.cfg.Limits.MaxDrawCount)
 	}
-	if err := checkCount(count, s.cfg.Limits.MaxDrawCount); err != nil {
+	// Capped only so the conversion to int is safe: far above any limit.
+	n, err := e.CheckDraw(rewardpool.DrawRequest{Count: int(min(count, math.MaxInt32)), IdempotencyKey: key})
+	if err != nil {
 		return nil, 0, err
 	}
-	if len(key) > 256 {
-		return nil, 0, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest,
-			"idempotency_key: %d bytes, at most 256", len(key))
-	}
+	count = int64(n)
 	return e, count, nil
 }
 
