@@ -29,9 +29,15 @@ func FileName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, suffix) }
 // any point leaves either the old set of snapshots or the new one, plus at
 // worst a stray temp file that List ignores and Prune removes.
 func Write(dir string, st *State) (string, error) {
-	data := Encode(nil, st)
-	final := filepath.Join(dir, FileName(st.Seq))
-	tmp, err := os.CreateTemp(dir, FileName(st.Seq)+".tmp-*")
+	return WriteEncoded(dir, st.Seq, Encode(nil, st))
+}
+
+// WriteEncoded stores data, an encoded snapshot taken at seq (one received
+// from a primary, say), in dir, atomically like Write. It does not decode
+// data: callers check it first.
+func WriteEncoded(dir string, seq uint64, data []byte) (string, error) {
+	final := filepath.Join(dir, FileName(seq))
+	tmp, err := os.CreateTemp(dir, FileName(seq)+".tmp-*")
 	if err != nil {
 		return "", fmt.Errorf("snapshot: create temp in %s: %w", dir, err)
 	}

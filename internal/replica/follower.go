@@ -494,7 +494,12 @@ func writeFileAtomic(path string, b []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir fsyncs a directory, so renames and removals in it are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
@@ -564,34 +569,16 @@ func (f *Follower) bootstrap(ps *poolState) error {
 	return nil
 }
 
-// install writes the snapshot into dir/snapshots atomically (temp, fsync,
-// rename, fsync dir), removes the other snapshots and the log.
+// install writes the snapshot into dir/snapshots atomically
+// (snapshot.WriteEncoded), removes the other snapshots and sets the log
+// aside.
 func install(dir string, seq uint64, data []byte) error {
 	snapDir := filepath.Join(dir, "snapshots")
 	if err := os.MkdirAll(snapDir, 0o755); err != nil {
 		return err
 	}
-	final := filepath.Join(snapDir, snapshot.FileName(seq))
-	tmp, err := os.CreateTemp(snapDir, snapshot.FileName(seq)+".tmp-*")
+	final, err := snapshot.WriteEncoded(snapDir, seq, data)
 	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		os.Remove(tmp.Name())
 		return err
 	}
 	infos, err := snapshot.List(snapDir)
@@ -614,13 +601,8 @@ func install(dir string, seq uint64, data []byte) error {
 	} else if err := os.RemoveAll(filepath.Join(dir, "wal")); err != nil {
 		return err
 	}
-	if d, err := os.Open(snapDir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	for _, d := range []string{snapDir, dir} { // the removals and the rename above
+		syncDir(d)
 	}
 	return nil
 }
