@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -91,22 +90,21 @@ func TestNewerEpochRequesterCutsItsOwnAcknowledgedRecords(t *testing.T) {
 
 	// The stale former primary comes back as a primary; the promoted node
 	// is (mis)pointed at it.
-	a2 := startNode(t, pdir, "", func(c *config.Config) { admin(c); c.Listen = addrA })
-	_ = a2
+	startNode(t, pdir, "", func(c *config.Config) { admin(c); c.Listen = addrA })
 	b2 := startNode(t, rdir, addrA, admin)
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		code, body := b2.do("GET", "/v1/pools/prizes", "", "")
-		if code == http.StatusOK {
-			var got httpPool
-			decodeStrict(t, body, &got)
-			if got.Seq < promoted.Seq || got.Epoch < promoted.Epoch {
-				files, _ := filepath.Glob(filepath.Join(rdir, "prizes", "divergent-*.log"))
-				t.Errorf("epoch-%d node cut its own records: now seq %d epoch %d (was seq %d epoch %d, base %d); %d divergent files",
-					promoted.Epoch, got.Seq, got.Epoch, promoted.Seq, promoted.Epoch, base.Seq, len(files))
-				return
-			}
+	// The older node must refuse it (the follower then marks the pool
+	// diverged), and the newer history must stay whole.
+	deadline := time.Now().Add(10 * time.Second)
+	for !divergedPool(replicationJSON(t, b2), "prizes") {
+		if time.Now().After(deadline) {
+			t.Fatalf("newer-epoch node was never refused:\n%s", b2.logs.String())
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := b2.getPool("prizes", "")
+	files, _ := filepath.Glob(filepath.Join(rdir, "prizes", "divergent-*.log"))
+	if got.Seq != promoted.Seq || got.Epoch != promoted.Epoch || got.StateDigest != promoted.StateDigest || len(files) != 0 {
+		t.Fatalf("epoch-%d node changed: now seq %d epoch %d (was seq %d epoch %d, base %d); %d divergent files",
+			promoted.Epoch, got.Seq, got.Epoch, promoted.Seq, promoted.Epoch, base.Seq, len(files))
 	}
 }
