@@ -57,21 +57,21 @@ func (s *Server) authorizeGRPC(ctx context.Context, method string) error {
 
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := s.authorizeGRPC(ctx, info.FullMethod); err != nil {
-		s.metrics.requests.WithLabelValues("grpc", codes.Unauthenticated.String()).Inc()
+		s.metrics.countRequest("grpc", codes.Unauthenticated)
 		return nil, err
 	}
 	resp, err := handler(ctx, req)
-	s.metrics.requests.WithLabelValues("grpc", status.Code(err).String()).Inc()
+	s.metrics.countRequest("grpc", status.Code(err))
 	return resp, err
 }
 
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if err := s.authorizeGRPC(ss.Context(), info.FullMethod); err != nil {
-		s.metrics.requests.WithLabelValues("grpc_stream", codes.Unauthenticated.String()).Inc()
+		s.metrics.countRequest("grpc_stream", codes.Unauthenticated)
 		return err
 	}
 	err := handler(srv, ss)
-	s.metrics.requests.WithLabelValues("grpc_stream", status.Code(err).String()).Inc()
+	s.metrics.countRequest("grpc_stream", status.Code(err))
 	return err
 }
 

@@ -120,7 +120,7 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	if errors.As(err, &tooBig) {
 		se = errorf(codes.ResourceExhausted, err, "request body is larger than %d bytes", tooBig.Limit)
 	}
-	s.metrics.requests.WithLabelValues("http", se.Code.String()).Inc()
+	s.metrics.countRequest("http", se.Code)
 	b := []byte(`{"code":`)
 	b = appendJSONString(b, codeName(se.Code))
 	b = append(b, `,"message":`...)
@@ -266,7 +266,7 @@ func (s *Server) handleDraw(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.observeDraw(pool, "http", start, res)
-	s.metrics.requests.WithLabelValues("http", "OK").Inc()
+	s.metrics.countRequest("http", codes.OK)
 	writeJSON(w, http.StatusOK, appendDraws(make([]byte, 0, 64+48*len(res)), res))
 }
 

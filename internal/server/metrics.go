@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"google.golang.org/grpc/codes"
 	"runtime"
 	"sync"
 	"time"
@@ -24,13 +25,37 @@ type metrics struct {
 	fsync        *prometheus.HistogramVec // pool
 	snapshotTime *prometheus.HistogramVec // pool
 
-	// drawCounters caches the per-(pool, item, result) children, so a draw
-	// costs a map lookup, not a label hash.
-	mu           sync.RWMutex
-	drawCounters map[drawKey]prometheus.Counter
+	// Children of the vectors used on every request, cached by label
+	// values, so a request costs a map read, not a label hash.
+	drawCounter *children[prometheus.Counter]  // pool, item, result
+	latency     *children[prometheus.Observer] // pool, transport
+	request     *children[prometheus.Counter]  // transport, code
 }
 
-type drawKey struct{ pool, item, result string }
+// children caches the children of one metric vector by label values (up
+// to three; unused ones are "").
+type children[V any] struct {
+	mu sync.RWMutex
+	m  map[[3]string]V
+	mk func(labels [3]string) V
+}
+
+func newChildren[V any](mk func(labels [3]string) V) *children[V] {
+	return &children[V]{m: map[[3]string]V{}, mk: mk}
+}
+
+func (c *children[V]) get(labels [3]string) V {
+	c.mu.RLock()
+	v, ok := c.m[labels]
+	c.mu.RUnlock()
+	if !ok {
+		v = c.mk(labels)
+		c.mu.Lock()
+		c.m[labels] = v
+		c.mu.Unlock()
+	}
+	return v
+}
 
 func newMetrics(version string) *metrics {
 	m := &metrics{
@@ -63,8 +88,10 @@ func newMetrics(version string) *metrics {
 			Help:    "Time to write a snapshot (encode, write, fsync, rename).",
 			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14), // 1ms .. ~8s
 		}, []string{"pool"}),
-		drawCounters: map[drawKey]prometheus.Counter{},
 	}
+	m.drawCounter = newChildren(func(l [3]string) prometheus.Counter { return m.draws.WithLabelValues(l[0], l[1], l[2]) })
+	m.latency = newChildren(func(l [3]string) prometheus.Observer { return m.drawLatency.WithLabelValues(l[0], l[1]) })
+	m.request = newChildren(func(l [3]string) prometheus.Counter { return m.requests.WithLabelValues(l[0], l[1]) })
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "rewardpool_build_info",
 		Help: "Build information; the value is always 1.",
@@ -75,23 +102,19 @@ func newMetrics(version string) *metrics {
 	return m
 }
 
+// countRequest counts one API answer by transport and code.
+func (m *metrics) countRequest(transport string, code codes.Code) {
+	m.request.get([3]string{transport, code.String()}).Inc()
+}
+
 // countDraws counts the results of one answered request.
 func (m *metrics) countDraws(pool string, res []rewardpool.DrawResult) {
 	for _, r := range res {
-		key := drawKey{pool, r.ItemID, "ok"}
+		key := [3]string{pool, r.ItemID, "ok"}
 		if r.Err != nil {
-			key = drawKey{pool, "", "pool_empty"}
+			key = [3]string{pool, "", "pool_empty"}
 		}
-		m.mu.RLock()
-		c, ok := m.drawCounters[key]
-		m.mu.RUnlock()
-		if !ok {
-			c = m.draws.WithLabelValues(key.pool, key.item, key.result)
-			m.mu.Lock()
-			m.drawCounters[key] = c
-			m.mu.Unlock()
-		}
-		c.Inc()
+		m.drawCounter.get(key).Inc()
 	}
 }
 

@@ -254,7 +254,7 @@ func (s *Server) noop(pool string, count int64, zeroIsOne bool) ([]rewardpool.Dr
 }
 
 func (s *Server) observeDraw(pool, transport string, start time.Time, res []rewardpool.DrawResult) {
-	s.metrics.drawLatency.WithLabelValues(pool, transport).Observe(time.Since(start).Seconds())
+	s.metrics.latency.get([3]string{pool, transport}).Observe(time.Since(start).Seconds())
 	s.metrics.countDraws(pool, res)
 }
 
