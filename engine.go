@@ -140,6 +140,17 @@ const (
 	lockFile = "LOCK"
 )
 
+// LockDir takes the lock an open Engine holds on its data directory, for
+// tools that must not run beside one (the offline log tools). It fails
+// with ErrLocked while an engine has dir open. Call unlock when done.
+func LockDir(dir string) (unlock func(), err error) {
+	f, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
 // lockDir takes an exclusive flock on dir/LOCK. The kernel drops it when the
 // process dies, so a crashed engine never leaves the directory locked.
 func lockDir(dir string) (*os.File, error) {

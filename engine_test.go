@@ -397,10 +397,21 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 func TestSecondOpenIsLocked(t *testing.T) {
 	dir := t.TempDir()
 	e := mustOpen(t, dir, testOptions())
-	defer e.Close()
 	if _, err := Open(dir, testOptions()); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Open = %v, want ErrLocked", err)
 	}
+	// The offline tools take the same lock.
+	if _, err := LockDir(dir); !errors.Is(err, ErrLocked) {
+		t.Fatalf("LockDir beside an open engine = %v, want ErrLocked", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := LockDir(dir)
+	if err != nil {
+		t.Fatalf("LockDir after Close: %v", err)
+	}
+	unlock()
 }
 
 func TestCallsAfterCloseFail(t *testing.T) {

@@ -4,31 +4,17 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/rewardpool/rewardpool"
 	"github.com/rewardpool/rewardpool/pool"
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/rewardpool/rewardpool/snapshot"
 	"github.com/rewardpool/rewardpool/wal"
 )
 
 func formatWeight(units uint64) string { return pool.FormatWeight(units) }
-
-// lockPool takes the pool directory's lock, so the log tools never run
-// beside an engine that is writing the same log.
-func lockPool(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s is in use by a running engine; stop it first", dir)
-	}
-	return func() { f.Close() }, nil
-}
 
 func runWAL(args []string, stdout io.Writer) error {
 	if len(args) == 0 || (args[0] != "dump" && args[0] != "verify" && args[0] != "repair") {
@@ -45,9 +31,9 @@ func runWAL(args []string, stdout io.Writer) error {
 	if _, err := os.Stat(filepath.Join(dir, "wal")); err != nil {
 		return fmt.Errorf("no log for pool %q in %s: %w", pf.pool, pf.dataDir, err)
 	}
-	unlock, err := lockPool(dir)
+	unlock, err := rewardpool.LockDir(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: stop the server first", err)
 	}
 	defer unlock()
 	opts := wal.Options{Logger: pf.logger()}
