@@ -48,7 +48,7 @@ func (s *LogSink) Stream(recs []wal.Record) error {
 		attrs := append(a[:0],
 			slog.Uint64("seq", r.Seq),
 			slog.Uint64("epoch", r.Epoch),
-			slog.String("kind", KindName(r.Kind)))
+			slog.String("kind", r.Kind.Name()))
 		switch r.Kind {
 		case wal.KindDraw, wal.KindDrawFailed:
 			attrs = append(attrs, slog.Uint64("request_id", r.RequestID))
@@ -72,24 +72,3 @@ func (s *LogSink) Stream(recs []wal.Record) error {
 
 // Close does nothing.
 func (s *LogSink) Close() error { return nil }
-
-// KindName is the lower-case name of a record kind used in logs.
-func KindName(k wal.Kind) string {
-	switch k {
-	case wal.KindDraw:
-		return "draw"
-	case wal.KindDrawFailed:
-		return "draw_failed"
-	case wal.KindKey:
-		return "key"
-	case wal.KindAdd:
-		return "add"
-	case wal.KindSet:
-		return "set"
-	case wal.KindRemove:
-		return "remove"
-	case wal.KindEpoch:
-		return "epoch"
-	}
-	return k.String()
-}

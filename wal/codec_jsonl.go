@@ -20,9 +20,6 @@ import (
 // it does not allocate; decoding uses encoding/json and sets Item to -1.
 type jsonlCodec struct{}
 
-var kindNames = [...]string{KindDraw: "draw", KindDrawFailed: "draw_failed", KindKey: "key",
-	KindAdd: "add", KindSet: "set", KindRemove: "remove", KindEpoch: "epoch"}
-
 const crcField = `,"crc":"`
 
 func (jsonlCodec) name() string { return "jsonl" }
@@ -44,7 +41,7 @@ func (jsonlCodec) encode(dst []byte, st *codecState, r *Record) []byte {
 	dst = append(dst, `,"epoch":`...)
 	dst = strconv.AppendUint(dst, r.Epoch, 10)
 	dst = append(dst, `,"kind":"`...)
-	dst = append(dst, kindNames[r.Kind]...)
+	dst = append(dst, kindNames[r.Kind]...) // r.Kind was checked by checkRecord
 	dst = append(dst, '"')
 	switch r.Kind {
 	case KindDraw, KindDrawFailed:
@@ -129,11 +126,7 @@ func (jsonlCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 		return bad("bad JSON: "+err.Error(), true)
 	}
 	*r = Record{Seq: j.Seq, Epoch: j.Epoch, Commit: j.Commit, Item: -1}
-	for k, name := range kindNames {
-		if name != "" && name == j.Kind {
-			r.Kind = Kind(k)
-		}
-	}
+	r.Kind, _ = KindByName(j.Kind)
 	switch r.Kind {
 	case KindDraw, KindDrawFailed:
 		r.RequestID = j.RequestID

@@ -32,6 +32,29 @@ const (
 	KindEpoch Kind = 7
 )
 
+// kindNames are the stable names of the kinds: the jsonl codec's "kind",
+// the log sink's and (upper-cased) the replication protocol's.
+var kindNames = [...]string{KindDraw: "draw", KindDrawFailed: "draw_failed", KindKey: "key",
+	KindAdd: "add", KindSet: "set", KindRemove: "remove", KindEpoch: "epoch"}
+
+// Name returns k's stable lower-case name, e.g. "draw_failed".
+func (k Kind) Name() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind_%d", uint8(k))
+}
+
+// KindByName is the inverse of Name; ok is false for an unknown name.
+func KindByName(name string) (k Kind, ok bool) {
+	for i, n := range kindNames {
+		if n != "" && n == name {
+			return Kind(i), true
+		}
+	}
+	return 0, false
+}
+
 // String returns the verb the text codec uses for k.
 func (k Kind) String() string {
 	switch k {

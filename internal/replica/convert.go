@@ -2,38 +2,20 @@ package replica
 
 import (
 	"fmt"
+	"strings"
 
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
 	"github.com/rewardpool/rewardpool/wal"
 )
 
-// KindName is the WALRecord.kind string of k.
-func KindName(k wal.Kind) string {
-	switch k {
-	case wal.KindDraw:
-		return "DRAW"
-	case wal.KindDrawFailed:
-		return "DRAW_FAILED"
-	case wal.KindKey:
-		return "KEY"
-	case wal.KindAdd:
-		return "ADD"
-	case wal.KindSet:
-		return "SET"
-	case wal.KindRemove:
-		return "REMOVE"
-	case wal.KindEpoch:
-		return "EPOCH"
-	}
-	return fmt.Sprintf("KIND_%d", k)
-}
+// KindName is the WALRecord.kind string of k: its wal name, upper-cased
+// ("DRAW_FAILED").
+func KindName(k wal.Kind) string { return strings.ToUpper(k.Name()) }
 
 // ParseKind is the inverse of KindName.
 func ParseKind(s string) (wal.Kind, error) {
-	for k := wal.KindDraw; k <= wal.KindEpoch; k++ {
-		if KindName(k) == s {
-			return k, nil
-		}
+	if k, ok := wal.KindByName(strings.ToLower(s)); ok && s == strings.ToUpper(s) {
+		return k, nil
 	}
 	return 0, fmt.Errorf("replica: unknown record kind %q", s)
 }
