@@ -40,7 +40,7 @@ type Engine struct {
 
 	stats engineStats
 
-	replica    replicaState  // mirrors w.replica for IsReplica
+	replica    atomic.Bool   // mirrors w.replica for IsReplica
 	lastSeq    atomic.Uint64 // last written seq, for LastSeq
 	durableSeq atomic.Uint64 // last fsynced seq (written, under DurabilityNone), for ScanLog
 	epoch      atomic.Uint64 // epoch of the last written record, for Epoch

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/rewardpool/rewardpool/wal"
 )
@@ -150,6 +149,3 @@ func (e *Engine) ScanLog(from uint64, fn func(*wal.Record) error) error {
 	}
 	return err
 }
-
-// replicaState is the part of the engine's role readable from any goroutine.
-type replicaState = atomic.Bool
