@@ -198,12 +198,17 @@ func (e *Engine) recover() error {
 			}
 			w.idem.insert(k.Key, k.Draws)
 		}
-		if w.wal.LastSeq() == 0 && e.opts.Replica {
-			// A replica bootstrapping from a snapshot copied from its
-			// primary: the log starts after it.
-			e.log.Info("rewardpool: replica log is empty; continuing from the snapshot", "snapshot", info.Name, "seq", st.Seq)
-		} else if last := w.wal.LastSeq(); last < st.Seq {
-			return fmt.Errorf("%w: snapshot %s covers seq %d but the log ends at %d", ErrRecovery, info.Name, st.Seq, last)
+		if last := w.wal.LastSeq(); last < st.Seq {
+			// The log ends before the snapshot: empty on a replica that
+			// bootstraps from its primary's snapshot, or cut by `wal
+			// repair`. A snapshot is written only once the log holds every
+			// record it covers, so it is the newest state that survived:
+			// continue from it, keeping any older log aside.
+			if err := e.setLogAside(last, st.Seq); err != nil {
+				return err
+			}
+			e.log.Warn("rewardpool: the log ends before the newest snapshot; continuing from the snapshot",
+				"snapshot", info.Name, "seq", st.Seq, "log_ended_at", last)
 		}
 	} else {
 		w.cat, _ = pool.New(nil)
@@ -237,6 +242,29 @@ func (e *Engine) recover() error {
 		"dir", e.dir, "snapshot", info.Name, "snapshot_seq", info.Seq,
 		"records_replayed", replayed, "last_seq", w.seq, "last_request_id", w.reqID,
 		"items", len(w.cat.Items()), "fresh", fresh, "took", time.Since(start))
+	return nil
+}
+
+// setLogAside moves a log that ends before the snapshot at snapSeq out of
+// the way (renamed to wal.behind-<snapSeq>, for audit) and opens an empty
+// one, which takes its first record at snapSeq+1.
+func (e *Engine) setLogAside(last, snapSeq uint64) error {
+	if last == 0 && len(e.w.wal.Segments()) == 0 {
+		return nil
+	}
+	if err := e.w.wal.Close(); err != nil {
+		return fmt.Errorf("rewardpool: close log: %w", err)
+	}
+	e.w.wal = nil
+	walPath := filepath.Join(e.dir, walDir)
+	aside := fmt.Sprintf("%s.behind-%d", walPath, snapSeq)
+	if err := os.Rename(walPath, aside); err != nil {
+		return fmt.Errorf("rewardpool: set aside a log behind the snapshot: %w", err)
+	}
+	var err error
+	if e.w.wal, err = wal.Open(walPath, e.opts.walOptions()); err != nil {
+		return fmt.Errorf("rewardpool: open log: %w", err)
+	}
 	return nil
 }
 

@@ -90,4 +90,18 @@ func TestOfflineTools(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &v) != nil || !v.OK || v.Records != 1 {
 		t.Fatalf("verify after repair = %s, %v (want the one record before the damage)", out, err)
 	}
+	// The repaired log now ends before the newest snapshot: the engine
+	// opens from the snapshot, which holds every draw, and ids go on.
+	e, err = rewardpool.Open(dir, o)
+	if err != nil {
+		t.Fatalf("Open after repair: %v", err)
+	}
+	defer e.Close()
+	res, err := e.Draw(context.Background(), rewardpool.DrawRequest{})
+	if err != nil || res[0].RequestID != 4 {
+		t.Fatalf("draw after repair = %+v, %v; want request id 4", res, err)
+	}
+	if aside, _ := filepath.Glob(filepath.Join(dir, "wal.behind-*")); len(aside) != 1 {
+		t.Fatalf("the cut log was not kept aside: %v", aside)
+	}
 }
