@@ -10,12 +10,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net/http"
 	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,79 +115,11 @@ func TestE2EFailoverMinSync(t *testing.T) {
 		killAfter   = 500  // acknowledged draws before the kill
 		maxRequests = 5000 // per client, a bound on the loop
 	)
-	tr := &http.Transport{MaxIdleConnsPerHost: clients}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Timeout: 15 * time.Second, Transport: tr}
-	url := "http://" + primary.addr + "/v1/pools/" + failoverPool + "/draw"
-	var (
-		mu          sync.Mutex
-		acked       = map[uint64]string{} // request id -> item id or "FAILED"
-		n           atomic.Int64          // acknowledged draws
-		unavailable atomic.Int64          // 503 answers
-		killed      atomic.Bool           // set just before the SIGKILL
-		wg          sync.WaitGroup
-		stop        = make(chan struct{})
-		loadErr     atomic.Value
-	)
-	fail := func(format string, args ...any) {
-		if !killed.Load() {
-			loadErr.CompareAndSwap(nil, fmt.Sprintf(format, args...))
-		}
-	}
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(c), 11))
-			for range maxRequests {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				count := 1 + rng.IntN(3)
-				resp, err := hc.Post(url, "application/json", strings.NewReader(fmt.Sprintf(`{"count": %d}`, count)))
-				if err != nil {
-					fail("draw: %v", err)
-					return // the primary is gone (or failing): stop
-				}
-				var out struct {
-					Draws []e2eDraw
-					Code  string
-				}
-				derr := json.NewDecoder(resp.Body).Decode(&out)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusServiceUnavailable && derr == nil && out.Code == "UNAVAILABLE" {
-					unavailable.Add(1)
-					continue // durable on the primary perhaps, but not acknowledged
-				}
-				if resp.StatusCode != 200 || derr != nil || len(out.Draws) != count {
-					// After the kill a torn answer is simply not an acknowledgement.
-					fail("draw: status %d, code %q, %d draws, %v", resp.StatusCode, out.Code, len(out.Draws), derr)
-					return
-				}
-				mu.Lock()
-				recordAcks(t, acked, out.Draws)
-				mu.Unlock()
-				n.Add(int64(count))
-			}
-		}()
-	}
-	stopLoad := func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}
-	defer stopLoad()
-	loadOK := func() string {
-		if e := loadErr.Load(); e != nil {
-			return "load failed: " + e.(string)
-		}
-		return ""
-	}
+	load := startHTTPLoad(t, "http://"+primary.addr+"/v1/pools/"+failoverPool+"/draw", clients, maxRequests, 11, true)
+	defer load.stop()
+	acked, mu, n := load.acked, &load.mu, &load.n
+	stopLoad, loadOK := load.stop, load.errText
+	unavailable, killed := &load.unavailable, &load.killed
 
 	pollUntil(t, 90*time.Second, func() bool {
 		if e := loadOK(); e != "" {

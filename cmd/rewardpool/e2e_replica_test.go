@@ -9,14 +9,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,64 +188,10 @@ func TestE2EReplica(t *testing.T) {
 		clients     = 8
 		maxRequests = 20000 // per client, a bound on the loop
 	)
-	tr := &http.Transport{MaxIdleConnsPerHost: clients}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Timeout: 15 * time.Second, Transport: tr}
-	url := "http://" + primary.addr + "/v1/pools/" + replPool + "/draw"
-	var (
-		mu      sync.Mutex
-		acked   = map[uint64]string{} // request id -> item id or "FAILED"
-		n       atomic.Int64          // acknowledged draws
-		wg      sync.WaitGroup
-		stop    = make(chan struct{})
-		loadErr atomic.Value
-	)
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(c), 7))
-			for range maxRequests {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				count := 1 + rng.IntN(3)
-				resp, err := hc.Post(url, "application/json", strings.NewReader(fmt.Sprintf(`{"count": %d}`, count)))
-				if err != nil {
-					loadErr.CompareAndSwap(nil, err.Error())
-					return
-				}
-				var out struct{ Draws []e2eDraw }
-				derr := json.NewDecoder(resp.Body).Decode(&out)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || derr != nil || len(out.Draws) != count {
-					loadErr.CompareAndSwap(nil, fmt.Sprintf("draw: status %d, %d draws, %v", resp.StatusCode, len(out.Draws), derr))
-					return
-				}
-				mu.Lock()
-				recordAcks(t, acked, out.Draws)
-				mu.Unlock()
-				n.Add(int64(count))
-			}
-		}()
-	}
-	stopLoad := func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}
-	defer stopLoad()
-	loadOK := func() string {
-		if e := loadErr.Load(); e != nil {
-			return "load failed: " + e.(string)
-		}
-		return ""
-	}
+	load := startHTTPLoad(t, "http://"+primary.addr+"/v1/pools/"+replPool+"/draw", clients, maxRequests, 7, false)
+	defer load.stop()
+	acked, n := load.acked, &load.n
+	stopLoad, loadOK := load.stop, load.errText
 	waitDraws := func(target int64) {
 		t.Helper()
 		pollUntil(t, 60*time.Second, func() bool {
