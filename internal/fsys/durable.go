@@ -1,0 +1,177 @@
+package fsys
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// MkdirAll creates dir and any missing parents, fsyncing the parent of each
+// directory it creates, so a power cut cannot take back a directory that a
+// later decision relies on. Existing directories are left as they are.
+func MkdirAll(fsys FS, dir string, perm fs.FileMode) error {
+	dir = filepath.Clean(dir)
+	fi, err := fsys.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: fs.ErrExist}
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirAll(fsys, parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := fsys.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncParent(fsys, dir)
+}
+
+// Rename renames oldpath to newpath and fsyncs the parent directory (both,
+// when they differ), so the rename survives a power cut.
+func Rename(fsys FS, oldpath, newpath string) error {
+	if err := fsys.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	if err := syncParent(fsys, newpath); err != nil {
+		return err
+	}
+	if filepath.Dir(oldpath) != filepath.Dir(newpath) {
+		return syncParent(fsys, oldpath)
+	}
+	return nil
+}
+
+// Remove removes name and fsyncs its parent directory.
+func Remove(fsys FS, name string) error {
+	if err := fsys.Remove(name); err != nil {
+		return err
+	}
+	return syncParent(fsys, name)
+}
+
+// RemoveAll removes path and everything below it, then fsyncs its parent.
+// A missing path is not an error.
+func RemoveAll(fsys FS, path string) error {
+	fi, err := fsys.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := removeTree(fsys, path, fi); err != nil {
+		return err
+	}
+	return syncParent(fsys, path)
+}
+
+func removeTree(fsys FS, path string, fi fs.FileInfo) error {
+	if fi.IsDir() {
+		ents, err := fsys.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			info, err := e.Info()
+			if err != nil {
+				return err
+			}
+			if err := removeTree(fsys, filepath.Join(path, e.Name()), info); err != nil {
+				return err
+			}
+		}
+	}
+	return fsys.Remove(path)
+}
+
+// WriteFileAtomic replaces name with data so that a reader, even after a
+// power cut, sees either the old file or the whole new one: write a temp
+// file beside it, fsync, close, rename over name, fsync the directory. The
+// temp file is removed on failure.
+func WriteFileAtomic(fsys FS, name string, data []byte, perm fs.FileMode) (err error) {
+	tmp := name + ".tmp"
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("fsys: create %s: %w", tmp, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			fsys.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("fsys: write %s: %w", tmp, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("fsys: sync %s: %w", tmp, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("fsys: close %s: %w", tmp, err)
+	}
+	if err = Rename(fsys, tmp, name); err != nil {
+		return fmt.Errorf("fsys: rename %s: %w", name, err)
+	}
+	return nil
+}
+
+// CopyFileAtomic copies src to dst atomically, as WriteFileAtomic.
+func CopyFileAtomic(fsys FS, src, dst string) error {
+	in, err := fsys.OpenFile(src, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	data, err := io.ReadAll(in)
+	if err != nil {
+		return fmt.Errorf("fsys: read %s: %w", src, err)
+	}
+	return WriteFileAtomic(fsys, dst, data, 0o644)
+}
+
+// TruncateSync cuts name to size and fsyncs it.
+func TruncateSync(fsys FS, name string, size int64) error {
+	f, err := fsys.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// FreeName returns name, or name.1, name.2 ... whichever does not exist
+// yet: audit copies never overwrite an earlier one, which may be the only
+// copy of some data.
+func FreeName(fsys FS, name string) string {
+	n := name
+	for i := 1; ; i++ {
+		if _, err := fsys.Stat(n); errors.Is(err, fs.ErrNotExist) {
+			return n
+		}
+		n = fmt.Sprintf("%s.%d", name, i)
+	}
+}
+
+func syncParent(fsys FS, name string) error {
+	dir := filepath.Dir(filepath.Clean(name))
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("fsys: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
