@@ -3,12 +3,14 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 const suffix = ".snap"
@@ -24,57 +26,74 @@ type Info struct {
 // seq order.
 func FileName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, suffix) }
 
+// Dir is a directory of snapshots on a file system. The package-level
+// functions work on the operating system's; the engine passes its own
+// (a power-loss simulator, in tests).
+type Dir struct {
+	fs   fsys.FS
+	path string
+}
+
+// In returns the snapshot directory path on fs (nil: the operating
+// system's).
+func In(fs fsys.FS, path string) Dir {
+	if fs == nil {
+		fs = fsys.OS
+	}
+	return Dir{fs: fs, path: path}
+}
+
 // Write stores st in dir atomically and returns the file's path.
 // The sequence: temp file, write, fsync, close, rename, fsync dir. A crash at
 // any point leaves either the old set of snapshots or the new one, plus at
 // worst a stray temp file that List ignores and Prune removes.
-func Write(dir string, st *State) (string, error) {
-	return WriteEncoded(dir, st.Seq, Encode(nil, st))
-}
+func Write(dir string, st *State) (string, error) { return In(nil, dir).Write(st) }
 
 // WriteEncoded stores data, an encoded snapshot taken at seq (one received
 // from a primary, say), in dir, atomically like Write. It does not decode
 // data: callers check it first.
 func WriteEncoded(dir string, seq uint64, data []byte) (string, error) {
-	final := filepath.Join(dir, FileName(seq))
-	tmp, err := os.CreateTemp(dir, FileName(seq)+".tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("snapshot: create temp in %s: %w", dir, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return "", fmt.Errorf("snapshot: write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("snapshot: sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("snapshot: close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", fmt.Errorf("snapshot: rename to %s: %w", final, err)
-	}
-	ok = true
-	if err := syncDir(dir); err != nil {
-		return "", err
+	return In(nil, dir).WriteEncoded(seq, data)
+}
+
+// List returns the snapshots in dir, oldest first. Temp files are skipped.
+func List(dir string) ([]Info, error) { return In(nil, dir).List() }
+
+// Read loads and verifies one snapshot file.
+func Read(path string) (*State, error) {
+	return In(nil, filepath.Dir(path)).Read(filepath.Base(path))
+}
+
+// LoadNewest returns the newest snapshot in dir that reads back valid; see
+// Dir.LoadNewest.
+func LoadNewest(dir string, log *slog.Logger) (*State, Info, error) {
+	return In(nil, dir).LoadNewest(log)
+}
+
+// Prune removes all but the newest keep snapshots; see Dir.Prune.
+func Prune(dir string, keep int) ([]Info, error) { return In(nil, dir).Prune(keep) }
+
+// Write stores st atomically; see the package-level Write.
+func (d Dir) Write(st *State) (string, error) { return d.WriteEncoded(st.Seq, Encode(nil, st)) }
+
+// WriteEncoded stores an encoded snapshot atomically; see the package-level
+// WriteEncoded.
+func (d Dir) WriteEncoded(seq uint64, data []byte) (string, error) {
+	final := filepath.Join(d.path, FileName(seq))
+	if err := fsys.WriteFileAtomic(d.fs, final, data, 0o644); err != nil {
+		return "", fmt.Errorf("snapshot: %w", err)
 	}
 	return final, nil
 }
 
-// List returns the snapshots in dir, oldest first. Temp files are skipped.
-func List(dir string) ([]Info, error) {
-	entries, err := os.ReadDir(dir)
+// List returns the snapshots, oldest first. Temp files are skipped.
+func (d Dir) List() ([]Info, error) {
+	entries, err := d.fs.ReadDir(d.path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("snapshot: list %s: %w", dir, err)
+		return nil, fmt.Errorf("snapshot: list %s: %w", d.path, err)
 	}
 	var out []Info
 	for _, e := range entries {
@@ -96,33 +115,32 @@ func List(dir string) ([]Info, error) {
 	return out, nil
 }
 
-// Read loads and verifies one snapshot file.
-func Read(path string) (*State, error) {
-	b, err := os.ReadFile(path)
+// Read loads and verifies the snapshot file name.
+func (d Dir) Read(name string) (*State, error) {
+	b, err := fsys.ReadFile(d.fs, filepath.Join(d.path, name))
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: read %s: %w", path, err)
+		return nil, fmt.Errorf("snapshot: read %s: %w", filepath.Join(d.path, name), err)
 	}
 	st, err := Decode(b)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %s: %w", filepath.Base(path), err)
+		return nil, fmt.Errorf("snapshot: %s: %w", name, err)
 	}
-	if want := FileName(st.Seq); want != filepath.Base(path) {
-		return nil, fmt.Errorf("snapshot: %s: %w: holds seq %d", filepath.Base(path), ErrCorrupt, st.Seq)
+	if want := FileName(st.Seq); want != name {
+		return nil, fmt.Errorf("snapshot: %s: %w: holds seq %d", name, ErrCorrupt, st.Seq)
 	}
 	return st, nil
 }
 
-// LoadNewest returns the newest snapshot in dir that reads back valid,
-// warning about each newer one it had to skip and renaming it to
-// "<name>.broken". It returns (nil, Info{}, nil)
-// when dir holds no usable snapshot.
-func LoadNewest(dir string, log *slog.Logger) (*State, Info, error) {
-	infos, err := List(dir)
+// LoadNewest returns the newest snapshot that reads back valid, warning
+// about each newer one it had to skip and renaming it to "<name>.broken"
+// (durably). It returns (nil, Info{}, nil) when there is no usable one.
+func (d Dir) LoadNewest(log *slog.Logger) (*State, Info, error) {
+	infos, err := d.List()
 	if err != nil {
 		return nil, Info{}, err
 	}
 	for i := len(infos) - 1; i >= 0; i-- {
-		st, err := Read(filepath.Join(dir, infos[i].Name))
+		st, err := d.Read(infos[i].Name)
 		if err == nil {
 			return st, infos[i], nil
 		}
@@ -133,49 +151,47 @@ func LoadNewest(dir string, log *slog.Logger) (*State, Info, error) {
 		}
 		// Set the damaged file aside so it is never counted as one of the
 		// snapshots kept, and an operator can still look at it.
-		path := filepath.Join(dir, infos[i].Name)
-		rerr := os.Rename(path, path+".broken")
+		path := filepath.Join(d.path, infos[i].Name)
+		broken := fsys.FreeName(d.fs, path+".broken")
+		rerr := fsys.Rename(d.fs, path, broken)
 		if log != nil {
 			log.Warn("snapshot: skipping damaged snapshot, trying an older one",
-				"snapshot", infos[i].Name, "err", err, "moved_to", infos[i].Name+".broken", "move_err", rerr)
+				"snapshot", infos[i].Name, "err", err, "moved_to", filepath.Base(broken), "move_err", rerr)
 		}
 	}
 	return nil, Info{}, nil
 }
 
 // Prune removes all but the newest keep snapshots, and any leftover temp
-// files. It returns the snapshots kept, oldest first.
-func Prune(dir string, keep int) ([]Info, error) {
-	infos, err := List(dir)
+// files, then fsyncs the directory. It returns the snapshots kept, oldest
+// first.
+func (d Dir) Prune(keep int) ([]Info, error) {
+	infos, err := d.List()
 	if err != nil {
 		return nil, err
 	}
-	entries, _ := os.ReadDir(dir)
+	entries, _ := d.fs.ReadDir(d.path)
 	for _, e := range entries {
-		if strings.Contains(e.Name(), suffix+".tmp-") {
-			os.Remove(filepath.Join(dir, e.Name()))
+		// Temp files of WriteFileAtomic (and of older versions: .tmp-*).
+		if strings.HasSuffix(e.Name(), suffix+".tmp") || strings.Contains(e.Name(), suffix+".tmp-") {
+			d.fs.Remove(filepath.Join(d.path, e.Name()))
 		}
 	}
 	if keep < 1 {
 		keep = 1
 	}
+	removed := false
 	for len(infos) > keep {
-		if err := os.Remove(filepath.Join(dir, infos[0].Name)); err != nil {
+		if err := d.fs.Remove(filepath.Join(d.path, infos[0].Name)); err != nil {
 			return nil, fmt.Errorf("snapshot: prune %s: %w", infos[0].Name, err)
 		}
+		removed = true
 		infos = infos[1:]
 	}
+	if removed {
+		if err := d.fs.SyncDir(d.path); err != nil {
+			return nil, fmt.Errorf("snapshot: sync dir %s: %w", d.path, err)
+		}
+	}
 	return infos, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("snapshot: open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("snapshot: sync dir %s: %w", dir, err)
-	}
-	return nil
 }

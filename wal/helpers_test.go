@@ -1,6 +1,8 @@
 package wal
 
 import (
+	"github.com/rewardpool/rewardpool/internal/fsys"
+
 	"bytes"
 	"fmt"
 	"io"
@@ -173,7 +175,7 @@ func copyDir(t *testing.T, src string) string {
 // recordOffsets lists the offsets of the records in dir/name.
 func recordOffsets(t *testing.T, dir, name string) []int64 {
 	t.Helper()
-	seg, err := readSegmentHeader(dir, name)
+	seg, err := readSegmentHeader(fsys.OS, dir, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,13 +3,15 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 // Log is the write-ahead log of one pool. One goroutine (the writer) calls
@@ -19,7 +21,8 @@ type Log struct {
 	dir  string
 	opts Options
 	log  *slog.Logger
-	lock *os.File // flock'ed: one process per log
+	fs   fsys.FS
+	lock io.Closer // one process (and one Log) per directory
 
 	mu        sync.Mutex // guards the fields below for readers
 	segs      []segment  // oldest first; the last one is active
@@ -49,14 +52,14 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fsys.MkdirAll(opts.FS, dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockDir(opts.FS, dir)
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, opts: opts, log: opts.Logger, lock: lock, codec: codecByName(opts.Codec),
+	l := &Log{dir: dir, opts: opts, log: opts.Logger, fs: opts.FS, lock: lock, codec: codecByName(opts.Codec),
 		buf: make([]byte, 0, 64<<10)}
 	if err := l.open(); err != nil {
 		l.closeFiles()
@@ -66,13 +69,13 @@ func Open(dir string, opts Options) (*Log, error) {
 }
 
 func (l *Log) open() error {
-	removeTemps(l.dir)
-	names, err := listSegments(l.dir)
+	removeTemps(l.fs, l.dir)
+	names, err := listSegments(l.fs, l.dir)
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		seg, err := readSegmentHeader(l.dir, name)
+		seg, err := readSegmentHeader(l.fs, l.dir, name)
 		if err != nil {
 			return err
 		}
@@ -80,7 +83,7 @@ func (l *Log) open() error {
 	}
 	for len(l.segs) > 0 {
 		seg := l.segs[len(l.segs)-1]
-		t, err := scanTail(l.dir, seg)
+		t, err := scanTail(l.fs, l.dir, seg)
 		if err != nil {
 			return err
 		}
@@ -96,11 +99,8 @@ func (l *Log) open() error {
 		if t.records == 0 && len(l.segs) > 1 {
 			// No committed record: the segment adds nothing, and removing it
 			// makes the previous segment the active one again.
-			if err := os.Remove(filepath.Join(l.dir, seg.name)); err != nil {
+			if err := fsys.Remove(l.fs, filepath.Join(l.dir, seg.name)); err != nil {
 				return fmt.Errorf("wal: remove empty segment %s: %w", seg.name, err)
-			}
-			if err := syncDir(l.dir); err != nil {
-				return err
 			}
 			l.segs = l.segs[:len(l.segs)-1]
 			continue
@@ -118,7 +118,7 @@ func (l *Log) open() error {
 
 // openActive opens seg for appending at end, first cutting [end, dirtyEnd).
 func (l *Log) openActive(seg segment, end, dirtyEnd int64) error {
-	f, err := os.OpenFile(filepath.Join(l.dir, seg.name), os.O_RDWR, 0)
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, seg.name), os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("wal: open segment %s: %w", seg.name, err)
 	}
@@ -325,7 +325,7 @@ func (l *Log) newSegment(first, epoch uint64, n int64) error {
 	}
 	seg := segment{name: segmentName(first), hdr: header{codec: l.codec.name(), first: first, epoch: epoch}}
 	path := filepath.Join(l.dir, seg.name)
-	f, err := os.OpenFile(path+".tmp", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := l.fs.OpenFile(path+".tmp", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("wal: create segment %s: %w", seg.name, err)
 	}
@@ -357,14 +357,11 @@ func (l *Log) newSegment(first, epoch uint64, n int64) error {
 	if err := f.Sync(); err != nil { // the size and allocation, for mmap and prealloc
 		return fmt.Errorf("wal: sync segment %s: %w", seg.name, err)
 	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		return fmt.Errorf("wal: create segment %s: %w", seg.name, err)
-	}
 	if err := l.syncHook(); err != nil {
 		return fmt.Errorf("wal: sync dir %s: %w", l.dir, err)
 	}
-	if err := syncDir(l.dir); err != nil {
-		return err
+	if err := fsys.Rename(l.fs, path+".tmp", path); err != nil {
+		return fmt.Errorf("wal: create segment %s: %w", seg.name, err)
 	}
 	l.enc = newCodecState(seg.hdr)
 	l.synced = HeaderSize
@@ -414,10 +411,10 @@ func (l *Log) Retain(seq uint64, r Retention) (int, error) {
 	}
 	n := 0
 	for len(l.segs)-n > keep && l.segs[n+1].hdr.first <= seq && newer >= r.Bytes {
-		if err := os.Remove(filepath.Join(l.dir, l.segs[n].name)); err != nil {
+		if err := l.fs.Remove(filepath.Join(l.dir, l.segs[n].name)); err != nil {
 			err = fmt.Errorf("wal: delete segment %s: %w", l.segs[n].name, err)
 			l.segs = l.segs[n:]
-			return n, errors.Join(err, syncDir(l.dir))
+			return n, errors.Join(err, syncDir(l.fs, l.dir))
 		}
 		n++
 		if r.Bytes > 0 && n < len(l.segs) {
@@ -429,13 +426,13 @@ func (l *Log) Retain(seq uint64, r Retention) (int, error) {
 	}
 	l.log.Info("wal: deleted segments", "count", n, "before", seq, "dir", l.dir)
 	l.segs = append([]segment(nil), l.segs[n:]...)
-	return n, syncDir(l.dir)
+	return n, syncDir(l.fs, l.dir)
 }
 
 // segmentBytes is a segment's size on disk (preallocated space included:
 // it is disk the operator pays for).
 func (l *Log) segmentBytes(s segment) int64 {
-	fi, err := os.Stat(filepath.Join(l.dir, s.name))
+	fi, err := l.fs.Stat(filepath.Join(l.dir, s.name))
 	if err != nil {
 		return 0
 	}
@@ -451,7 +448,7 @@ func (l *Log) Segments() []SegmentInfo {
 		out[i] = SegmentInfo{Name: s.name, First: s.hdr.first}
 		if i == len(l.segs)-1 && !l.closed {
 			out[i].Size = l.end
-		} else if fi, err := os.Stat(filepath.Join(l.dir, s.name)); err == nil {
+		} else if fi, err := l.fs.Stat(filepath.Join(l.dir, s.name)); err == nil {
 			out[i].Size = fi.Size()
 		}
 	}
@@ -492,27 +489,23 @@ func (l *Log) isClosed() bool {
 	return l.closed
 }
 
-// lockDir takes an exclusive flock on dir/LOCK so two processes (or two Logs
-// in one process) never write the same log.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+// lockDir locks dir/LOCK so two processes (or two Logs in one process)
+// never write the same log.
+func lockDir(fs fsys.FS, dir string) (io.Closer, error) {
+	l, err := fs.Lock(filepath.Join(dir, "LOCK"))
 	if err != nil {
-		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("wal: lock %s: log is in use by another process or Log: %w", dir, err)
 	}
-	return f, nil
+	return l, nil
 }
 
 // removeTemps deletes segment files left half-created by a crash during
 // rotation or repair; they never held a record anyone was told about.
-func removeTemps(dir string) {
-	ents, _ := os.ReadDir(dir)
+func removeTemps(fs fsys.FS, dir string) {
+	ents, _ := fs.ReadDir(dir)
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".tmp") {
-			os.Remove(filepath.Join(dir, e.Name()))
+			fs.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
 }

@@ -3,6 +3,8 @@ package wal
 import (
 	"fmt"
 	"log/slog"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 // DefaultSegmentSize is the rotation size when Options.SegmentSize is 0.
@@ -34,6 +36,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Hooks are failpoints for fault-injection tests; nil fields are no-ops.
 	Hooks Hooks
+	// FS is the file system the log lives on; nil means the operating
+	// system's. Tests put the log on a power-loss simulator through it. The
+	// mmap storage needs the operating system's.
+	FS fsys.FS
 
 	// zeroFill (tests and benchmarks only) writes zeros over a new file
 	// segment instead of fallocate, to measure whether fdatasync gets
@@ -91,6 +97,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.FS == nil {
+		o.FS = fsys.OS
 	}
 	return o
 }

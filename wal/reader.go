@@ -4,13 +4,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 // segReader decodes the records of one segment file in order, reading in
 // chunks with plain reads (never through the writer's mapping), so it can
 // run while the writer appends past limit.
 type segReader struct {
-	f     *os.File
+	f     io.ReaderAt
 	c     codec
 	st    codecState
 	next  uint64 // seq the next record must have
@@ -32,7 +35,7 @@ type recordError struct {
 
 func (e *recordError) Error() string { return e.reason }
 
-func newSegReader(f *os.File, seg segment, limit int64) *segReader {
+func newSegReader(f io.ReaderAt, seg segment, limit int64) *segReader {
 	return &segReader{
 		f: f, c: codecByName(seg.hdr.codec), st: newCodecState(seg.hdr), next: seg.hdr.first,
 		buf: make([]byte, 256<<10), base: HeaderSize, limit: limit,
@@ -130,8 +133,8 @@ type tailScan struct {
 // scanTail reads a whole segment and classifies its end with etcd's rule:
 // a damaged record followed only by zero bytes (or the end of the file) is
 // a torn write; anything else is corruption.
-func scanTail(dir string, seg segment) (tailScan, error) {
-	f, err := os.Open(dir + "/" + seg.name)
+func scanTail(fsys fsys.FS, dir string, seg segment) (tailScan, error) {
+	f, err := fsys.OpenFile(filepath.Join(dir, seg.name), os.O_RDONLY, 0)
 	if err != nil {
 		return tailScan{}, fmt.Errorf("wal: open segment %s: %w", seg.name, err)
 	}

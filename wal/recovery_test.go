@@ -1,6 +1,8 @@
 package wal
 
 import (
+	"github.com/rewardpool/rewardpool/internal/fsys"
+
 	"errors"
 	"os"
 	"path/filepath"
@@ -124,7 +126,7 @@ func TestCorruption(t *testing.T) {
 				dir := t.TempDir()
 				o := testOptions(c, 768, nil)
 				all, lastSeg, _, _ := buildLog(t, dir, o, newGen(), 40)
-				names, _ := listSegments(dir)
+				names, _ := listSegments(fsys.OS, dir)
 				if len(names) < 3 {
 					t.Fatalf("want >= 3 segments, got %v", names)
 				}
@@ -181,7 +183,7 @@ func TestBadHeader(t *testing.T) {
 	dir := t.TempDir()
 	o := testOptions(combo{"binary", "file"}, 2048, nil)
 	buildLog(t, dir, o, newGen(), 40)
-	names, _ := listSegments(dir)
+	names, _ := listSegments(fsys.OS, dir)
 	flip(t, filepath.Join(dir, names[len(names)-1]), 20)
 	_, err := Open(dir, o)
 	var ce *CorruptError

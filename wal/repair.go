@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 // RepairReport says what Repair did. On a healthy log Segment is "".
@@ -14,8 +16,15 @@ type RepairReport struct {
 	Offset  int64    // byte offset of the damage in it (0: header or gap)
 	Reason  string   // what was wrong
 	Kept    int      // records left in the log
+	LastSeq uint64   // seq of the last record left in the log
 	Dropped int64    // bytes removed from the log (cut plus later segments)
 	Broken  []string // .broken files written (copies and renamed segments)
+	// Cut holds every record removed from the log that could still be
+	// decoded (the cut segment's records before the damage, and whole later
+	// segments), in log order. Records inside or after damage in the same
+	// segment cannot be decoded; UndecodedBytes counts them.
+	Cut            []Record
+	UndecodedBytes int64
 }
 
 // Repair truncates the log in dir at the first damage a full scan finds: a
@@ -29,130 +38,144 @@ func Repair(dir string, opts Options) (RepairReport, error) {
 	if err := opts.Validate(); err != nil {
 		return rep, err
 	}
-	lock, err := lockDir(dir)
+	opts = opts.withDefaults()
+	fs := opts.FS
+	lock, err := lockDir(fs, dir)
 	if err != nil {
 		return rep, err
 	}
 	defer lock.Close()
-	removeTemps(dir)
-	names, err := listSegments(dir)
+	removeTemps(fs, dir)
+	names, err := listSegments(fs, dir)
 	if err != nil {
 		return rep, err
 	}
 	next := uint64(0)
 	for i, name := range names {
-		seg, err := readSegmentHeader(dir, name)
+		seg, err := readSegmentHeader(fs, dir, name)
 		var ce *CorruptError
 		if errors.As(err, &ce) {
-			return rep, cutLog(dir, names, i, -1, ce.Offset, ce.Reason, &rep)
+			return rep, cutLog(fs, dir, names, i, -1, ce.Offset, ce.Reason, &rep)
 		}
 		if err != nil {
 			return rep, err
 		}
 		if i > 0 && seg.hdr.first != next {
-			return rep, cutLog(dir, names, i, -1, 0, fmt.Sprintf("segment starts at seq %d, want %d", seg.hdr.first, next), &rep)
+			return rep, cutLog(fs, dir, names, i, -1, 0, fmt.Sprintf("segment starts at seq %d, want %d", seg.hdr.first, next), &rep)
 		}
-		t, err := scanTail(dir, seg)
+		t, err := scanTail(fs, dir, seg)
 		if err != nil {
 			return rep, err
 		}
 		rep.Kept += t.records
+		rep.LastSeq = t.lastSeq
 		next = t.lastSeq + 1
 		switch {
 		case t.damage != nil:
-			return rep, cutLog(dir, names, i, t.commitEnd, t.damage.off, t.damage.reason, &rep)
+			return rep, cutLog(fs, dir, names, i, t.commitEnd, t.damage.off, t.damage.reason, &rep)
 		case t.dataEnd > t.commitEnd:
-			return rep, cutLog(dir, names, i, t.commitEnd, t.commitEnd, "records after the last commit record", &rep)
+			return rep, cutLog(fs, dir, names, i, t.commitEnd, t.commitEnd, "records after the last commit record", &rep)
 		}
 	}
 	return rep, nil
 }
 
 // cutLog truncates names[i] at cut (cut < 0: moves the whole segment aside)
-// after saving a .broken copy, and moves every later segment aside.
-func cutLog(dir string, names []string, i int, cut, off int64, reason string, rep *RepairReport) error {
+// after saving a .broken copy, and moves every later segment aside. The
+// records it removes that still decode go to rep.Cut.
+func cutLog(fs fsys.FS, dir string, names []string, i int, cut, off int64, reason string, rep *RepairReport) error {
 	rep.Segment, rep.Offset, rep.Reason = names[i], off, reason
 	path := filepath.Join(dir, names[i])
 	if cut >= 0 {
-		fi, err := os.Stat(path)
+		fi, err := fs.Stat(path)
 		if err != nil {
 			return fmt.Errorf("wal: repair %s: %w", names[i], err)
 		}
-		broken, err := copyAside(dir, names[i])
-		if err != nil {
+		if err := collectCut(fs, dir, names[i], cut, rep); err != nil {
 			return err
 		}
-		rep.Broken = append(rep.Broken, broken)
-		if err := truncateSync(path, cut); err != nil {
+		broken := fsys.FreeName(fs, path+".broken")
+		if err := fsys.CopyFileAtomic(fs, path, broken); err != nil {
+			return fmt.Errorf("wal: repair: copy %s aside: %w", names[i], err)
+		}
+		rep.Broken = append(rep.Broken, filepath.Base(broken))
+		if err := fsys.TruncateSync(fs, path, cut); err != nil {
 			return fmt.Errorf("wal: repair: truncate %s at %d: %w", names[i], cut, err)
 		}
 		rep.Dropped += max(0, fi.Size()-cut)
 		i++
 	}
 	for _, name := range names[i:] {
-		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil {
+		if err := collectCut(fs, dir, name, -1, rep); err != nil {
+			return err
+		}
+		if fi, err := fs.Stat(filepath.Join(dir, name)); err == nil {
 			rep.Dropped += fi.Size()
 		}
-		broken := brokenName(dir, name)
-		if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, broken)); err != nil {
+		broken := fsys.FreeName(fs, filepath.Join(dir, name+".broken"))
+		if err := fs.Rename(filepath.Join(dir, name), broken); err != nil {
 			return fmt.Errorf("wal: repair: move %s aside: %w", name, err)
 		}
-		rep.Broken = append(rep.Broken, broken)
+		rep.Broken = append(rep.Broken, filepath.Base(broken))
 	}
-	return syncDir(dir)
+	return syncDir(fs, dir)
 }
 
-// brokenName is a free name for a .broken copy of name: never overwrite an
-// earlier one, it may be the only copy of some data.
-func brokenName(dir, name string) string {
-	b := name + ".broken"
-	for n := 1; ; n++ {
-		if _, err := os.Lstat(filepath.Join(dir, b)); errors.Is(err, os.ErrNotExist) {
-			return b
-		}
-		b = fmt.Sprintf("%s.broken.%d", name, n)
-	}
-}
-
-// copyAside copies dir/name to a .broken name atomically: temp file, fsync,
-// rename, fsync dir.
-func copyAside(dir, name string) (string, error) {
-	broken := brokenName(dir, name)
-	src, err := os.Open(filepath.Join(dir, name))
+// collectCut decodes the records of segment name from offset from (-1: the
+// whole segment) until its data ends or a record is damaged, appending them
+// to rep.Cut; the bytes it cannot decode go to rep.UndecodedBytes. A bad
+// header makes the whole segment undecodable.
+func collectCut(fs fsys.FS, dir, name string, from int64, rep *RepairReport) error {
+	f, err := fs.OpenFile(filepath.Join(dir, name), os.O_RDONLY, 0)
 	if err != nil {
-		return "", fmt.Errorf("wal: repair: copy %s: %w", name, err)
-	}
-	defer src.Close()
-	tmp := filepath.Join(dir, broken+".tmp")
-	dst, err := os.Create(tmp)
-	if err != nil {
-		return "", fmt.Errorf("wal: repair: copy %s: %w", name, err)
-	}
-	_, err = io.Copy(dst, src)
-	if err == nil {
-		err = dst.Sync()
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, broken))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("wal: repair: copy %s: %w", name, err)
-	}
-	return broken, syncDir(dir)
-}
-
-func truncateSync(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
+		return fmt.Errorf("wal: repair: read %s: %w", name, err)
 	}
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		return err
 	}
-	return f.Sync()
+	seg, err := readSegmentHeader(fs, dir, name)
+	if err != nil {
+		rep.UndecodedBytes += fi.Size()
+		return nil
+	}
+	r := newSegReader(f, seg, fi.Size())
+	var rec Record
+	for {
+		off, err := r.read(&rec)
+		if err == io.EOF || err == errEnd {
+			if err == errEnd {
+				if zero, _ := allZero(f, off, fi.Size()); !zero {
+					rep.UndecodedBytes += dataEnd(f, off, fi.Size()) - off
+				}
+			}
+			return nil
+		}
+		if err != nil {
+			rep.UndecodedBytes += dataEnd(f, off, fi.Size()) - off
+			return nil
+		}
+		if from < 0 || off >= from {
+			rep.Cut = append(rep.Cut, rec)
+		}
+	}
+}
+
+// dataEnd is the end of the non-zero data in f after off: a preallocated
+// segment's zero tail is not data.
+func dataEnd(f io.ReaderAt, off, size int64) int64 {
+	end := size
+	buf := make([]byte, 4096)
+	for end > off {
+		n := min(int64(len(buf)), end-off)
+		m, _ := f.ReadAt(buf[:n], end-n)
+		for j := m - 1; j >= 0; j-- {
+			if buf[j] != 0 {
+				return end - n + int64(j) + 1
+			}
+		}
+		end -= n
+	}
+	return off
 }

@@ -62,7 +62,7 @@ func (l *Log) Scan(from uint64, fn func(*Record) error) error {
 // fn and returns the seq after the last record read. limit < 0 means the
 // whole file.
 func (l *Log) scanSegment(seg segment, limit int64, from, last uint64, rec *Record, fn func(*Record) error) (uint64, error) {
-	f, err := os.Open(filepath.Join(l.dir, seg.name))
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, seg.name), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Deleted by DeleteBefore after we listed it.
 		return 0, fmt.Errorf("%w: segment %s was deleted during the scan", ErrGap, seg.name)

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 // HeaderSize is the size of the segment header. It is a text line for
@@ -123,8 +125,8 @@ func parseSegmentName(name string) (uint64, bool) {
 
 // listSegments returns the segment file names in dir, oldest first. Other
 // files (.broken copies, LOCK, temp files) are ignored.
-func listSegments(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
+func listSegments(fsys fsys.FS, dir string) ([]string, error) {
+	ents, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
 	}
@@ -140,8 +142,8 @@ func listSegments(dir string) ([]string, error) {
 
 // readSegmentHeader reads and checks the header of dir/name. A bad header
 // is a *CorruptError at offset 0.
-func readSegmentHeader(dir, name string) (segment, error) {
-	f, err := os.Open(filepath.Join(dir, name))
+func readSegmentHeader(fsys fsys.FS, dir, name string) (segment, error) {
+	f, err := fsys.OpenFile(filepath.Join(dir, name), os.O_RDONLY, 0)
 	if err != nil {
 		return segment{}, fmt.Errorf("wal: open segment %s: %w", name, err)
 	}
@@ -165,13 +167,8 @@ func readSegmentHeader(dir, name string) (segment, error) {
 // syncDir fsyncs a directory so that a create, rename or remove in it is
 // durable: without it a crash can lose the directory entry even though the
 // file's data was synced.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("wal: sync dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+func syncDir(fsys fsys.FS, dir string) error {
+	if err := fsys.SyncDir(dir); err != nil {
 		return fmt.Errorf("wal: sync dir %s: %w", dir, err)
 	}
 	return nil
@@ -181,7 +178,7 @@ func syncDir(dir string) error {
 var zeroChunk [64 << 10]byte
 
 // allZero reports whether f holds only zero bytes in [from, to).
-func allZero(f *os.File, from, to int64) (bool, error) {
+func allZero(f io.ReaderAt, from, to int64) (bool, error) {
 	buf := make([]byte, len(zeroChunk))
 	for from < to {
 		n := int(min(int64(len(buf)), to-from))

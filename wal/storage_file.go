@@ -2,30 +2,29 @@ package wal
 
 import (
 	"fmt"
-	"os"
-	"syscall"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 // fileStorage writes with pwrite at the end of the data and syncs with
 // fdatasync, which skips inode timestamps but still flushes the size and
 // block allocation a later read depends on.
 type fileStorage struct {
-	f        *os.File
-	fd       int
+	f        fsys.File
 	segSize  int64
 	prealloc bool
 }
 
-func newFileStorage(f *os.File, segSize int64, prealloc bool) *fileStorage {
-	return &fileStorage{f: f, fd: int(f.Fd()), segSize: segSize, prealloc: prealloc}
+func newFileStorage(f fsys.File, segSize int64, prealloc bool) *fileStorage {
+	return &fileStorage{f: f, segSize: segSize, prealloc: prealloc}
 }
 
 // preallocate reserves size bytes for a new segment file. fallocate gives
 // unwritten extents (no data is written); zeroFill writes real zeros so
 // later appends change no metadata at all.
-func preallocate(f *os.File, size int64, zeroFill bool) error {
+func preallocate(f fsys.File, size int64, zeroFill bool) error {
 	if !zeroFill {
-		return syscall.Fallocate(int(f.Fd()), 0, 0, size)
+		return f.Allocate(size)
 	}
 	buf := make([]byte, 1<<20)
 	for off := int64(0); off < size; off += int64(len(buf)) {
@@ -42,14 +41,7 @@ func (s *fileStorage) writeAt(p []byte, off int64) error {
 	return err
 }
 
-func (s *fileStorage) sync(from, to int64) error {
-	for {
-		err := syscall.Fdatasync(s.fd)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
+func (s *fileStorage) sync(from, to int64) error { return s.f.Datasync() }
 
 func (s *fileStorage) capacity() int64 { return s.segSize }
 
@@ -60,7 +52,7 @@ func (s *fileStorage) cut(end, dirtyEnd int64) error {
 		return fmt.Errorf("truncate: %w", err)
 	}
 	if s.prealloc && end < s.segSize {
-		if err := syscall.Fallocate(s.fd, 0, 0, s.segSize); err != nil {
+		if err := s.f.Allocate(s.segSize); err != nil {
 			return fmt.Errorf("fallocate: %w", err)
 		}
 	}

@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
 	"unsafe"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 // mmapStorage writes through a shared mapping of a segment preallocated to
@@ -12,17 +15,28 @@ import (
 // size; durability comes from msync(MS_SYNC) on the dirty pages. The file
 // was extended (and fsync'ed) before the segment was renamed into place, so
 // the size is already durable.
+//
+// The blocks are reserved with fallocate, never by a sparse extension: a
+// store into a hole of a mapping that the disk cannot fill kills the process
+// with SIGBUS, where fallocate returns ENOSPC up front as an error.
 type mmapStorage struct {
-	f    *os.File
+	f    fsys.File
 	fd   int
 	data []byte
 }
 
 var pageSize = int64(os.Getpagesize())
 
-// newMmapStorage maps f, extending it to at least size bytes first.
-func newMmapStorage(f *os.File, size int64) (*mmapStorage, error) {
-	s := &mmapStorage{f: f, fd: int(f.Fd())}
+// errNeedOSFile: the mmap storage maps a real file descriptor.
+var errNeedOSFile = errors.New("mmap storage needs the operating system's file system")
+
+// newMmapStorage maps f, reserving at least size bytes first.
+func newMmapStorage(f fsys.File, size int64) (*mmapStorage, error) {
+	osf, ok := f.(*fsys.OSFile)
+	if !ok {
+		return nil, errNeedOSFile
+	}
+	s := &mmapStorage{f: f, fd: int(osf.Fd())}
 	if err := s.mapAt(size); err != nil {
 		return nil, err
 	}
@@ -34,16 +48,16 @@ func (s *mmapStorage) mapAt(size int64) error {
 	if err != nil {
 		return err
 	}
-	if fi.Size() < size {
-		if err := s.f.Truncate(size); err != nil {
-			return fmt.Errorf("extend to %d: %w", size, err)
-		}
-		if err := s.f.Sync(); err != nil {
-			return err
-		}
-	} else {
-		size = fi.Size()
+	// Reserve even when the file is already big enough: a segment
+	// extended sparsely by an older version, or whose reservation a crash
+	// interrupted, gets its blocks now rather than a SIGBUS later.
+	if err := s.f.Allocate(max(size, fi.Size())); err != nil {
+		return fmt.Errorf("reserve %d bytes: %w", max(size, fi.Size()), err)
 	}
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	size = max(size, fi.Size())
 	data, err := syscall.Mmap(s.fd, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap: %w", err)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
 )
 
 // TruncateAfter removes every record after seq from the log in dir, which
@@ -19,17 +21,19 @@ func TruncateAfter(dir string, seq uint64, opts Options) (RepairReport, error) {
 	if err := opts.Validate(); err != nil {
 		return rep, err
 	}
-	lock, err := lockDir(dir)
+	opts = opts.withDefaults()
+	fs := opts.FS
+	lock, err := lockDir(fs, dir)
 	if err != nil {
 		return rep, err
 	}
 	defer lock.Close()
-	names, err := listSegments(dir)
+	names, err := listSegments(fs, dir)
 	if err != nil {
 		return rep, err
 	}
 	for i, name := range names {
-		seg, err := readSegmentHeader(dir, name)
+		seg, err := readSegmentHeader(fs, dir, name)
 		if err != nil {
 			return rep, err
 		}
@@ -42,9 +46,9 @@ func TruncateAfter(dir string, seq uint64, opts Options) (RepairReport, error) {
 			return rep, fmt.Errorf("wal: truncate after %d: the log starts at %d", seq, seg.hdr.first)
 		}
 		if seg.hdr.first == seq+1 {
-			return rep, cutLog(dir, names, i, -1, 0, fmt.Sprintf("records after seq %d", seq), &rep)
+			return rep, cutLog(fs, dir, names, i, -1, 0, fmt.Sprintf("records after seq %d", seq), &rep)
 		}
-		off, commit, err := recordOffset(dir, seg, seq+1)
+		off, commit, err := recordOffset(fs, dir, seg, seq+1)
 		if errors.Is(err, io.EOF) {
 			return rep, nil // the log ends at or before seq: nothing to cut
 		}
@@ -54,15 +58,15 @@ func TruncateAfter(dir string, seq uint64, opts Options) (RepairReport, error) {
 		if !commit {
 			return rep, fmt.Errorf("wal: truncate after %d: that record does not end a batch", seq)
 		}
-		return rep, cutLog(dir, names, i, off, off, fmt.Sprintf("records after seq %d", seq), &rep)
+		return rep, cutLog(fs, dir, names, i, off, off, fmt.Sprintf("records after seq %d", seq), &rep)
 	}
 	return rep, nil
 }
 
 // recordOffset finds the byte offset of record seq in seg, and whether the
 // record before it ends a batch.
-func recordOffset(dir string, seg segment, seq uint64) (int64, bool, error) {
-	f, err := os.Open(filepath.Join(dir, seg.name))
+func recordOffset(fs fsys.FS, dir string, seg segment, seq uint64) (int64, bool, error) {
+	f, err := fs.OpenFile(filepath.Join(dir, seg.name), os.O_RDONLY, 0)
 	if err != nil {
 		return 0, false, fmt.Errorf("wal: open segment %s: %w", seg.name, err)
 	}
