@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
+	"io"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/pool"
 	"github.com/rewardpool/rewardpool/snapshot"
 	"github.com/rewardpool/rewardpool/wal"
@@ -25,7 +25,8 @@ type Engine struct {
 	dir  string
 	opts Options
 	log  *slog.Logger
-	lock *os.File
+	fs   fsys.FS
+	lock io.Closer
 
 	// sendMu orders sends against Close: senders hold it shared while they
 	// put a call in the mailbox, Close takes it exclusively to close the
@@ -53,6 +54,7 @@ type Engine struct {
 // writerState is the state only the writer goroutine touches.
 type writerState struct {
 	wal   *wal.Log
+	ident identity // the directory's identity: ceilings and floors of seqs and ids
 	cat   *pool.Catalog
 	rng   *rand.Rand
 	seq   uint64 // last record written
@@ -97,12 +99,10 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{dir, filepath.Join(dir, walDir), filepath.Join(dir, snapDir)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("rewardpool: create %s: %w", d, err)
-		}
+	if err := fsys.MkdirAll(opts.fs, dir, 0o755); err != nil {
+		return nil, fmt.Errorf("rewardpool: create %s: %w", dir, err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockDir(opts.fs, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +110,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		dir:     dir,
 		opts:    opts,
 		log:     opts.Logger,
+		fs:      opts.fs,
 		lock:    lock,
 		mailbox: make(chan *call, opts.MailboxSize),
 		stopped: make(chan struct{}),
@@ -144,32 +145,31 @@ const (
 // tools that must not run beside one (the offline log tools). It fails
 // with ErrLocked while an engine has dir open. Call unlock when done.
 func LockDir(dir string) (unlock func(), err error) {
-	f, err := lockDir(dir)
+	l, err := lockDir(fsys.OS, dir)
 	if err != nil {
 		return nil, err
 	}
-	return func() { f.Close() }, nil
+	return func() { l.Close() }, nil
 }
 
-// lockDir takes an exclusive flock on dir/LOCK. The kernel drops it when the
-// process dies, so a crashed engine never leaves the directory locked.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("rewardpool: open lock file: %w", err)
+// lockDir locks dir/LOCK. The OS lock is an flock, which the kernel drops
+// when the process dies, so a crashed engine never leaves it locked.
+func lockDir(fs fsys.FS, dir string) (io.Closer, error) {
+	l, err := fs.Lock(filepath.Join(dir, lockFile))
+	if errors.Is(err, fsys.ErrLocked) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
+	if err != nil {
 		return nil, fmt.Errorf("rewardpool: lock %s: %w", dir, err)
 	}
-	return f, nil
+	return l, nil
 }
 
 // recover rebuilds the writer state from the newest valid snapshot and the
-// log records after it.
+// log records after it. It first settles whether the directory is new: a
+// directory is new only if it has no IDENTITY and holds no log and no
+// snapshot. A used directory whose snapshot and log cannot prove its state
+// refuses to start (errUnprovable) rather than be seeded again.
 func (e *Engine) recover() error {
 	start := time.Now()
 	w := &e.w
@@ -177,7 +177,17 @@ func (e *Engine) recover() error {
 	w.epoch = 1
 	w.window = e.opts.IdempotencyWindow
 
-	st, info, err := snapshot.LoadNewest(filepath.Join(e.dir, snapDir), e.log)
+	legacy, err := e.loadIdentity()
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{walDir, snapDir} {
+		if err := fsys.MkdirAll(e.fs, filepath.Join(e.dir, d), 0o755); err != nil {
+			return fmt.Errorf("rewardpool: create %s: %w", filepath.Join(e.dir, d), err)
+		}
+	}
+	snaps := snapshot.In(e.fs, filepath.Join(e.dir, snapDir))
+	st, info, err := snaps.LoadNewest(e.log)
 	if err != nil {
 		return err
 	}
@@ -212,6 +222,9 @@ func (e *Engine) recover() error {
 		}
 	} else {
 		w.cat, _ = pool.New(nil)
+		if err := e.checkProvable(legacy); err != nil {
+			return err
+		}
 	}
 
 	replayed := 0
@@ -233,10 +246,21 @@ func (e *Engine) recover() error {
 	w.idem.evict(e.opts.IdempotencyWindow)
 
 	fresh := st == nil && w.wal.LastSeq() == 0
-	if fresh && len(e.opts.Items) > 0 && !e.opts.Replica {
+	if err := e.applyFloors(fresh); err != nil {
+		return err
+	}
+	switch {
+	case fresh && w.ident.Reseed:
+		if err := e.reseed(); err != nil {
+			return err
+		}
+	case fresh && len(e.opts.Items) > 0 && !e.opts.Replica:
 		if err := e.seed(); err != nil {
 			return err
 		}
+	}
+	if err := e.settleIdentity(legacy); err != nil {
+		return err
 	}
 	e.log.Info("rewardpool: recovered",
 		"dir", e.dir, "snapshot", info.Name, "snapshot_seq", info.Seq,
@@ -245,9 +269,151 @@ func (e *Engine) recover() error {
 	return nil
 }
 
+// loadIdentity reads the directory's IDENTITY, creating it (durably) for a
+// new directory. legacy is true for a used directory written before
+// identities existed: it gets one once its state is recovered.
+func (e *Engine) loadIdentity() (legacy bool, err error) {
+	w := &e.w
+	w.ident, err = loadIdentity(e.fs, e.dir)
+	if !errors.Is(err, errIdentityMissing) {
+		return false, err
+	}
+	used, err := dirUsed(e.fs, e.dir)
+	if err != nil || used {
+		return used, err
+	}
+	w.ident, err = createIdentity(e.fs, e.dir, identity{})
+	return false, err
+}
+
+// dirUsed reports whether dir holds anything a pool has written: a log
+// segment, a snapshot (damaged ones included), or any file beside them
+// (a log set aside, a divergent tail).
+func dirUsed(fs fsys.FS, dir string) (bool, error) {
+	ents, err := fs.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("rewardpool: read %s: %w", dir, err)
+	}
+	for _, ent := range ents {
+		switch ent.Name() {
+		case lockFile:
+			continue
+		case walDir, snapDir:
+			sub, err := fs.ReadDir(filepath.Join(dir, ent.Name()))
+			if err != nil {
+				return false, fmt.Errorf("rewardpool: read %s: %w", filepath.Join(dir, ent.Name()), err)
+			}
+			for _, s := range sub {
+				if s.Name() != lockFile {
+					return true, nil
+				}
+			}
+			continue
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// checkProvable runs when no snapshot could be loaded: the log alone must
+// then hold the pool's whole history from seq 1, or the directory must
+// never have written anything.
+func (e *Engine) checkProvable(legacy bool) error {
+	w := &e.w
+	if first := w.wal.FirstSeq(); first > 1 {
+		return fmt.Errorf("%w: %s: no valid snapshot, and the log starts at seq %d: records 1..%d are gone. %s",
+			ErrUnprovable, e.dir, first, first-1, rebuildHint)
+	}
+	if w.wal.LastSeq() > 0 || w.ident.Reseed {
+		return nil
+	}
+	if legacy || w.ident.SeqCeiling > 0 {
+		return fmt.Errorf("%w: %s was created %s and has written records up to seq %d, "+
+			"but it holds no valid snapshot and its log is empty (damaged snapshots are kept as *.broken). %s",
+			ErrUnprovable, e.dir, w.ident.createdText(), w.ident.SeqCeiling, rebuildHint)
+	}
+	return nil
+}
+
+const rebuildHint = "Rebuild it from a replica (start a new node with --replica-of), " +
+	"or restore the files, or, accepting that the pool's state is lost, run " +
+	"`rewardpool wal reseed --data-dir <data-dir> --pool <pool>`: it sets the old files aside and " +
+	"lets the next start seed the pool from its configuration, with seqs and request ids above every one ever handed out"
+
+func (id *identity) createdText() string {
+	if id.Created.IsZero() {
+		return "before identities were recorded"
+	}
+	return "at " + id.Created.UTC().Format(time.RFC3339)
+}
+
+// applyFloors makes the next seq and request id start above the floors
+// that `wal repair` or `wal reseed` recorded, and above every request id
+// that may have been acknowledged from a log tail that was cut at open under
+// a durability mode that acknowledges before the fsync. A replica takes its
+// seqs and ids from its primary: it applies the id floor only when promoted.
+func (e *Engine) applyFloors(fresh bool) error {
+	w := &e.w
+	if e.opts.Replica {
+		return nil
+	}
+	if torn := w.wal.TornBytes(); torn > 0 && e.opts.Durability != DurabilityAlways && w.ident.FloorID < w.ident.IDCeiling {
+		// Acknowledged after the write, before the fsync: the cut tail may
+		// have held acknowledged draws. Their ids are below the ceiling.
+		w.ident.FloorID = w.ident.IDCeiling
+		if err := storeIdentity(e.fs, e.dir, &w.ident); err != nil {
+			return err
+		}
+		e.log.Warn("rewardpool: a torn log tail was cut under a durability mode that acknowledges before the fsync; request ids continue above every id that may have been handed out",
+			"dir", e.dir, "bytes_cut", torn, "next_request_id_above", w.ident.FloorID)
+	}
+	w.reqID = max(w.reqID, w.ident.FloorID)
+	if fresh || w.ident.FloorSeq <= w.seq {
+		return nil
+	}
+	// Records up to the floor may have been written, acknowledged and
+	// streamed, then lost: continue above it. The state as recovered is
+	// snapshotted at the floor, so the log can start at floor+1.
+	from := w.seq
+	w.seq = w.ident.FloorSeq
+	if res := e.writeSnapshot(e.captureState()); res.err != nil {
+		return fmt.Errorf("rewardpool: snapshot at the seq floor %d: %w", w.seq, res.err)
+	}
+	w.lastSnapSeq = w.seq
+	if err := e.setLogAside(w.wal.LastSeq(), w.seq); err != nil {
+		return err
+	}
+	e.log.Warn("rewardpool: records were lost (wal repair or reseed); continuing above every seq and request id ever handed out",
+		"dir", e.dir, "recovered_seq", from, "next_seq", w.seq+1, "next_request_id", w.reqID+1)
+	return nil
+}
+
+// settleIdentity makes sure the ceilings cover the recovered state (a
+// legacy directory gets its identity here) and clears a used Reseed.
+func (e *Engine) settleIdentity(legacy bool) error {
+	w := &e.w
+	if legacy {
+		var err error
+		w.ident, err = createIdentity(e.fs, e.dir, identity{
+			SeqCeiling: w.seq + ceilingStep, IDCeiling: w.reqID + ceilingStep})
+		return err
+	}
+	if w.ident.Reseed && (w.seq > 0 || w.wal.LastSeq() > 0) {
+		w.ident.Reseed = false
+		if err := storeIdentity(e.fs, e.dir, &w.ident); err != nil {
+			return err
+		}
+	}
+	if !w.ident.covers(w.seq, w.reqID) {
+		return w.ident.reserve(e.fs, e.dir, w.seq, w.reqID)
+	}
+	return nil
+}
+
 // setLogAside moves a log that ends before the snapshot at snapSeq out of
 // the way (renamed to wal.behind-<snapSeq>, for audit) and opens an empty
-// one, which takes its first record at snapSeq+1.
+// one, which takes its first record at snapSeq+1. The rename and the new
+// directory are made durable before anything is written to the new log.
 func (e *Engine) setLogAside(last, snapSeq uint64) error {
 	if last == 0 && len(e.w.wal.Segments()) == 0 {
 		return nil
@@ -257,8 +423,8 @@ func (e *Engine) setLogAside(last, snapSeq uint64) error {
 	}
 	e.w.wal = nil
 	walPath := filepath.Join(e.dir, walDir)
-	aside := fmt.Sprintf("%s.behind-%d", walPath, snapSeq)
-	if err := os.Rename(walPath, aside); err != nil {
+	aside := fsys.FreeName(e.fs, fmt.Sprintf("%s.behind-%d", walPath, snapSeq))
+	if err := fsys.Rename(e.fs, walPath, aside); err != nil {
 		return fmt.Errorf("rewardpool: set aside a log behind the snapshot: %w", err)
 	}
 	var err error
@@ -283,12 +449,36 @@ func (e *Engine) seed() error {
 			Item: slot, ItemID: it.ID, Quantity: it.Quantity, Weight: it.Weight})
 	}
 	w.recs[len(w.recs)-1].Commit = true
+	if err := w.ident.reserve(e.fs, e.dir, w.seq, w.reqID); err != nil {
+		return fmt.Errorf("%w: seed catalog: %w", ErrWAL, err)
+	}
 	if err := w.wal.Append(w.recs); err != nil {
 		return fmt.Errorf("%w: seed catalog: %w", ErrWAL, err)
 	}
 	if err := w.wal.Sync(); err != nil {
 		return fmt.Errorf("%w: seed catalog: %w", ErrWAL, err)
 	}
+	return nil
+}
+
+// reseed seeds a directory whose old state `wal reseed` set aside: the
+// catalog from Items goes into a snapshot at the seq floor (a log starting
+// above seq 1 needs a snapshot before it), and request ids continue above
+// the id floor.
+func (e *Engine) reseed() error {
+	w := &e.w
+	for _, it := range e.opts.Items {
+		if _, err := w.cat.Add(it); err != nil {
+			return fmt.Errorf("%w: Items: %w", ErrBadOptions, err)
+		}
+	}
+	w.seq, w.reqID = w.ident.FloorSeq, max(w.reqID, w.ident.FloorID)
+	if res := e.writeSnapshot(e.captureState()); res.err != nil {
+		return fmt.Errorf("rewardpool: reseed: %w", res.err)
+	}
+	w.lastSnapSeq = w.seq
+	e.log.Warn("rewardpool: reseeded the pool from its configuration above the recorded floors",
+		"dir", e.dir, "next_seq", w.seq+1, "next_request_id", w.reqID+1, "items", len(e.opts.Items))
 	return nil
 }
 

@@ -39,6 +39,12 @@ var (
 	// and offset and points at the repair command.
 	ErrRecovery = errors.New("rewardpool: recovery failed")
 
+	// ErrUnprovable is returned by Open for a used data directory whose
+	// snapshots and log cannot prove its state (a damaged snapshot and an
+	// empty log, say). The engine never seeds such a directory again: the
+	// message says what is missing and how to rebuild it.
+	ErrUnprovable = errors.New("rewardpool: data directory cannot prove its state")
+
 	// ErrInvalidItem, ErrDuplicateItem and ErrUnknownItem are returned by
 	// the item admin calls; they are the pool package's errors.
 	ErrInvalidItem   = pool.ErrInvalidItem

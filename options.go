@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/pool"
 	"github.com/rewardpool/rewardpool/wal"
 )
@@ -119,6 +120,11 @@ type Options struct {
 
 	// WALHooks inject write and sync failures. For tests only.
 	WALHooks wal.Hooks
+
+	// fs is the file system the data directory lives on: the operating
+	// system's unless a test of this package puts it on the power-loss
+	// simulator. Unexported: it is a test seam, not an option.
+	fs fsys.FS
 }
 
 const (
@@ -192,6 +198,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.fs == nil {
+		o.fs = fsys.OS
+	}
 	if err := o.walOptions().Validate(); err != nil {
 		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
@@ -213,6 +222,7 @@ func (o Options) walOptions() wal.Options {
 		Preallocate: o.Storage != "mmap",
 		Logger:      o.Logger,
 		Hooks:       o.WALHooks,
+		FS:          o.fs,
 	}
 }
 

@@ -87,6 +87,9 @@ func (e *Engine) decidePromote() error {
 		return nil // a second Promote in the same batch shares the first's epoch
 	}
 	w.promoting = true
+	// Ids this directory handed out before a repair or reseed cut them stay
+	// used: a promoted replica continues above them too.
+	w.reqID = max(w.reqID, w.ident.FloorID)
 	w.seq++
 	w.epoch++
 	w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindEpoch, Item: -1})

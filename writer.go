@@ -97,7 +97,15 @@ func (e *Engine) commit(batch []*call) {
 
 	if len(w.recs) > 0 {
 		w.recs[len(w.recs)-1].Commit = true
-		err := w.wal.Append(w.recs)
+		var err error
+		if !w.ident.covers(w.seq, w.reqID) {
+			// Raise the ceilings durably before any record above them
+			// exists: whatever is lost later, ids restart above them.
+			err = w.ident.reserve(e.fs, e.dir, w.seq, w.reqID)
+		}
+		if err == nil {
+			err = w.wal.Append(w.recs)
+		}
 		if err == nil && e.opts.Durability == DurabilityAlways {
 			err = e.sync()
 		}

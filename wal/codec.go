@@ -42,6 +42,7 @@ type badRecord struct {
 	extent int    // bytes the record claims from its start (>= 1)
 	reason string // what is wrong
 	hard   bool   // the checksum matched: this is not a torn write
+	atZero bool   // the record stops at a zero byte (line codecs): extent ends there
 }
 
 func (e *badRecord) Error() string { return e.reason }

@@ -107,7 +107,7 @@ func nextLine(p []byte) (line []byte, n int, err error) {
 	i := bytes.IndexByte(window, '\n')
 	if i < 0 {
 		if z := bytes.IndexByte(window, 0); z >= 0 {
-			return nil, 0, &badRecord{extent: z, reason: "line cut short"}
+			return nil, 0, &badRecord{extent: z, reason: "line cut short", atZero: true}
 		}
 		if len(window) == maxRecordSize {
 			return nil, 0, &badRecord{extent: maxRecordSize, reason: "line too long"}
@@ -115,7 +115,7 @@ func nextLine(p []byte) (line []byte, n int, err error) {
 		return nil, 0, errShort
 	}
 	if z := bytes.IndexByte(window[:i], 0); z >= 0 {
-		return nil, 0, &badRecord{extent: z, reason: "zero byte in line"}
+		return nil, 0, &badRecord{extent: z, reason: "zero byte in line", atZero: true}
 	}
 	return p[:i], i + 1, nil
 }

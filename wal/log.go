@@ -42,6 +42,7 @@ type Log struct {
 	poisoned error
 
 	appended atomic.Uint64 // record bytes appended since Open, for metrics
+	torn     int64         // bytes of a torn tail cut at Open
 	rotate   bool          // the active segment's codec is not opts.Codec
 }
 
@@ -95,6 +96,7 @@ func (l *Log) open() error {
 			// never landed: the caller was never told they were durable.
 			l.log.Warn("wal: cutting torn tail", "segment", seg.name, "offset", t.commitEnd,
 				"bytes", t.dataEnd-t.commitEnd, "last_seq", t.lastSeq)
+			l.torn += t.dataEnd - t.commitEnd
 		}
 		if t.records == 0 && len(l.segs) > 1 {
 			// No committed record: the segment adds nothing, and removing it
@@ -230,6 +232,10 @@ func (l *Log) Append(recs []Record) error {
 	return nil
 }
 
+// TornBytes is how many bytes of a torn tail (an unfinished last batch)
+// Open cut; 0 when the log ended cleanly.
+func (l *Log) TornBytes() int64 { return l.torn }
+
 // AppendedBytes returns the record bytes appended since Open (segment
 // headers not included). Safe from any goroutine.
 func (l *Log) AppendedBytes() uint64 { return l.appended.Load() }
@@ -249,7 +255,7 @@ func (l *Log) write(p []byte, off int64) error {
 		if keep, err := h(p); err != nil {
 			keep = max(0, min(keep, len(p)))
 			if keep > 0 {
-				l.st.writeAt(p[:keep], off)
+				l.st.writePartial(p, keep, off)
 			}
 			return err
 		}

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,6 +32,8 @@ type recordError struct {
 	seq      uint64
 	reason   string
 	hard     bool // not explainable by a torn write (checksum ok, wrong seq)
+	short    bool // the record runs past the end of the file
+	atZero   bool // the record stops at a zero byte (line codecs)
 }
 
 func (e *recordError) Error() string { return e.reason }
@@ -73,14 +76,14 @@ func (s *segReader) read(r *Record) (int64, error) {
 		}
 		switch e := err.(type) {
 		case *badRecord:
-			return off, &recordError{off: off, end: off + int64(e.extent), seq: s.next, reason: e.reason, hard: e.hard}
+			return off, &recordError{off: off, end: off + int64(e.extent), seq: s.next, reason: e.reason, hard: e.hard, atZero: e.atZero}
 		}
 		if err == errEnd {
 			return off, errEnd
 		}
 		// errShort: the record continues past what is buffered.
 		if s.eof {
-			return off, &recordError{off: off, end: s.base + int64(s.n), seq: s.next, reason: "record cut short by the end of the file"}
+			return off, &recordError{off: off, end: s.base + int64(s.n), seq: s.next, reason: "record cut short by the end of the file", short: true}
 		}
 		if err := s.fill(); err != nil {
 			return off, err
@@ -130,9 +133,27 @@ type tailScan struct {
 	torn      bool // damage is a torn tail: only zero bytes follow what it claims
 }
 
-// scanTail reads a whole segment and classifies its end with etcd's rule:
-// a damaged record followed only by zero bytes (or the end of the file) is
-// a torn write; anything else is corruption.
+// sectorSize is the unit a power cut writes or loses: an unsynced write
+// can come back with any of its sectors still holding the old bytes (zeros,
+// in a preallocated or extended segment).
+const sectorSize = 512
+
+// scanTail reads a whole segment and classifies its end. Following etcd's
+// torn-write rule, sharpened so that a flipped bit is never mistaken for a
+// torn write (see the package documentation, "Torn or damaged"):
+//
+//   - a record cut short by the end of the file is torn (a write's prefix);
+//   - a zero byte where the first record after the last commit would start,
+//     with data after it, is torn (the mmap storage stores a batch's first
+//     byte last, so an unfinished copy always starts with a zero);
+//   - a damaged record (or a zero where a record would start) is torn when
+//     a sector's worth of it, from a sector boundary, is all zeros: a
+//     sector the power cut never wrote;
+//   - anything else (a checksum that fails over non-zero bytes, a record
+//     whose checksum holds but whose seq is wrong) is damage.
+//
+// Torn data is never acknowledged: the engine answers only after the fsync
+// that makes the whole batch durable, so Open cuts back to the last commit.
 func scanTail(fsys fsys.FS, dir string, seg segment) (tailScan, error) {
 	f, err := fsys.OpenFile(filepath.Join(dir, seg.name), os.O_RDONLY, 0)
 	if err != nil {
@@ -162,44 +183,77 @@ func scanTail(fsys fsys.FS, dir string, seg segment) (tailScan, error) {
 			t.dataEnd = t.size
 			return t, nil
 		}
-		if err == errEnd {
+		var re *recordError
+		switch {
+		case err == errEnd:
 			zero, zerr := allZero(f, off, t.size)
 			if zerr != nil {
 				return t, fmt.Errorf("wal: read segment %s: %w", seg.name, zerr)
 			}
-			switch {
-			case zero:
+			if zero {
 				t.dataEnd = off
-			case off == t.commitEnd:
-				// A zero where a batch starts, with data after it: the
-				// storage writes a batch's first byte last (see
-				// mmapStorage.writeAt), so this is a batch whose copy a
-				// crash interrupted, in any byte order, not damage.
-				t.damage = &recordError{off: off, end: t.size, seq: r.next, reason: "unfinished last batch"}
-				t.torn = true
-				t.dataEnd = t.size
-			default:
-				t.damage = &recordError{off: off, end: off + 1, seq: r.next, reason: "zero length byte followed by data", hard: true}
+				return t, nil
 			}
-			return t, nil
-		}
-		re, ok := err.(*recordError)
-		if !ok {
+			re = &recordError{off: off, end: off + 1, seq: r.next, reason: "zero length byte followed by data"}
+			if off == t.commitEnd {
+				// A zero where a batch starts, with data after it: a
+				// batch whose copy a crash interrupted (see
+				// mmapStorage.writeAt), in any byte order.
+				re.reason = "unfinished last batch"
+				t.damage, t.torn, t.dataEnd = re, true, t.size
+				return t, nil
+			}
+			re.end = min(off+sectorSize, t.size)
+		case errors.As(err, &re):
+		default:
 			return t, fmt.Errorf("wal: read segment %s: %w", seg.name, err)
 		}
 		t.damage = re
-		if !re.hard {
-			zero, zerr := allZero(f, re.end, t.size)
-			if zerr != nil {
-				return t, fmt.Errorf("wal: read segment %s: %w", seg.name, zerr)
+		if re.hard {
+			return t, nil
+		}
+		torn := re.short
+		if !torn {
+			end := re.end
+			if re.atZero {
+				// The line codecs stop a record at its first zero byte:
+				// look at the zeros too, up to a whole sector past them.
+				end = min(t.size, end+2*sectorSize)
 			}
-			if zero {
-				t.torn = true
-				t.dataEnd = min(re.end, t.size)
+			torn, err = unwrittenSector(f, re.off, end)
+			if err != nil {
+				return t, fmt.Errorf("wal: read segment %s: %w", seg.name, err)
 			}
+		}
+		if torn {
+			t.torn = true
+			t.dataEnd = t.size
+			if end, err := lastNonZero(f, re.off, t.size); err == nil {
+				t.dataEnd = end
+			}
+			re.reason += " (torn write: an unwritten sector)"
 		}
 		return t, nil
 	}
+}
+
+// unwrittenSector reports whether some sector-aligned part of [off, end)
+// is all zeros: a sector of an unsynced write that the power cut lost.
+func unwrittenSector(f io.ReaderAt, off, end int64) (bool, error) {
+	b := (off + sectorSize - 1) / sectorSize * sectorSize
+	for ; b < end; b += sectorSize {
+		zero, err := allZero(f, b, min(b+sectorSize, end))
+		if err != nil || zero {
+			return zero, err
+		}
+	}
+	return false, nil
+}
+
+// lastNonZero is the offset just after the last non-zero byte in
+// [from, size): where a preallocated segment's data ends.
+func lastNonZero(f io.ReaderAt, from, size int64) (int64, error) {
+	return dataEnd(f, from, size), nil
 }
 
 func (e *recordError) corrupt(seg string) *CorruptError {

@@ -34,7 +34,9 @@ func buildLog(t *testing.T, dir string, o Options, g *gen, batches int) (all []R
 }
 
 // tear makes dir/name look like a crash landed only [0, cut) of the last
-// write: file storage loses the rest, mmap keeps zeros.
+// write: file storage loses the rest (a write's prefix), mmap keeps zeros
+// (callers cut mmap at a sector boundary or the batch start: a power cut
+// loses whole sectors of the dirty pages).
 func tear(t *testing.T, path string, cut, end int64, storage string) {
 	t.Helper()
 	if storage == "file" {
@@ -65,6 +67,9 @@ func TestTornTail(t *testing.T) {
 				step = 5
 			}
 			for cut := batchOff; cut < end; cut += step {
+				if c.storage == "mmap" && cut%sectorSize != 0 && cut != batchOff {
+					continue // a power cut loses whole sectors
+				}
 				dir := copyDir(t, src)
 				tear(t, filepath.Join(dir, seg), cut, end, c.storage)
 				var logs logBuf
@@ -99,7 +104,7 @@ func TestCommitRule(t *testing.T) {
 			all, seg, _, end := buildLog(t, dir, testOptions(c, 1<<20, nil), newGen(), 4)
 			offs := recordOffsets(t, dir, seg)
 			third := offs[len(offs)-2] // start of the last record
-			tear(t, filepath.Join(dir, seg), third, end, c.storage)
+			tear(t, filepath.Join(dir, seg), third, end, "file") // the write's prefix landed
 			l := mustOpen(t, dir, testOptions(c, 1<<20, nil))
 			defer l.Close()
 			checkRecords(t, c.codec, scanAll(t, l, 1), all[:len(all)-3])

@@ -5,6 +5,9 @@ package wal
 type storage interface {
 	// writeAt writes p at off in one call.
 	writeAt(p []byte, off int64) error
+	// writePartial leaves what a crash in the middle of writeAt(p, off)
+	// could leave with only keep bytes stored (the Write failpoint).
+	writePartial(p []byte, keep int, off int64)
 	// sync makes [from, to) durable (file storage syncs the whole file).
 	sync(from, to int64) error
 	// capacity is the most bytes the segment can hold without growing.

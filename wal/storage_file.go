@@ -41,6 +41,8 @@ func (s *fileStorage) writeAt(p []byte, off int64) error {
 	return err
 }
 
+func (s *fileStorage) writePartial(p []byte, keep int, off int64) { s.f.WriteAt(p[:keep], off) }
+
 func (s *fileStorage) sync(from, to int64) error { return s.f.Datasync() }
 
 func (s *fileStorage) capacity() int64 { return s.segSize }

@@ -83,6 +83,14 @@ func (s *mmapStorage) writeAt(p []byte, off int64) error {
 	return nil
 }
 
+// writePartial stores keep bytes of p but never the first one, which
+// writeAt stores last.
+func (s *mmapStorage) writePartial(p []byte, keep int, off int64) {
+	if keep > 1 && off+int64(keep) <= int64(len(s.data)) {
+		copy(s.data[off+1:off+int64(keep)], p[1:keep])
+	}
+}
+
 func (s *mmapStorage) sync(from, to int64) error {
 	from &^= pageSize - 1 // msync wants a page-aligned address
 	to = min(to, int64(len(s.data)))

@@ -1,0 +1,218 @@
+package rewardpool
+
+import (
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rewardpool/rewardpool/internal/fsys"
+)
+
+// identityFile names the file that says a data directory was created and
+// bounds every seq and request id it has ever handed out.
+const identityFile = "IDENTITY"
+
+// identity is the content of IDENTITY. A directory without one that holds
+// no log and no snapshot is new; every other directory is used, and a used
+// directory whose snapshot and log cannot prove its state refuses to start
+// instead of being seeded again.
+//
+// The ceilings make ids unique whatever is later lost: the writer raises
+// them (durably) before it writes a record beyond them, so no seq or request
+// id above a ceiling was ever written, acknowledged or streamed. When records
+// are lost (wal repair, an override of a lost directory), the ceilings become
+// floors, and the next seq and request id start above them.
+type identity struct {
+	UID     string    // random, fixed at creation
+	Created time.Time // when the directory was created
+	Gen     uint64    // bumped at each store; the newer valid slot wins
+
+	SeqCeiling uint64 // no record with a higher seq was ever written
+	IDCeiling  uint64 // no draw with a higher request id was ever written
+
+	// FloorSeq and FloorID, set by repair and by reseed: the next record
+	// written takes a seq above FloorSeq, the next draw an id above FloorID.
+	FloorSeq uint64
+	FloorID  uint64
+	// Reseed allows seeding a directory whose state was set aside on
+	// purpose (`rewardpool wal reseed`), above the floors.
+	Reseed bool
+}
+
+// identity slots: the file holds two copies, each one sector, written in
+// turn with pwrite and fdatasync. A torn write can damage only the slot being
+// written; the other still holds the previous generation.
+const (
+	identitySlot  = 512
+	identityMagic = "rewardpool-identity v1"
+	// ceilingStep is how far past the current seq or request id the writer
+	// reserves, so the identity is written about once per million records.
+	ceilingStep = 1 << 20
+)
+
+// ErrIdentity wraps problems with a data directory's IDENTITY file.
+var errIdentityMissing = errors.New("no identity file")
+
+func (id *identity) encode() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\nuid=%s\ncreated=%s\ngen=%d\nseq_ceiling=%d\nrequest_id_ceiling=%d\nfloor_seq=%d\nfloor_request_id=%d\nreseed=%t\n",
+		identityMagic, id.UID, id.Created.UTC().Format(time.RFC3339Nano), id.Gen,
+		id.SeqCeiling, id.IDCeiling, id.FloorSeq, id.FloorID, id.Reseed)
+	body := b.String()
+	line := fmt.Sprintf("crc=%08x", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
+	out := []byte(body + line)
+	for len(out) < identitySlot-1 {
+		out = append(out, ' ')
+	}
+	return append(out, '\n')
+}
+
+func decodeIdentity(b []byte) (identity, error) {
+	var id identity
+	if len(b) != identitySlot {
+		return id, fmt.Errorf("slot is %d bytes", len(b))
+	}
+	text := strings.TrimRight(string(b), " \n")
+	i := strings.LastIndex(text, "crc=")
+	if i < 0 {
+		return id, errors.New("no checksum")
+	}
+	body := text[:i]
+	want, err := strconv.ParseUint(text[i+4:], 16, 32)
+	if err != nil || crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)) != uint32(want) {
+		return id, errors.New("checksum mismatch")
+	}
+	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	if len(lines) == 0 || lines[0] != identityMagic {
+		return id, errors.New("not an identity file")
+	}
+	for _, l := range lines[1:] {
+		k, v, _ := strings.Cut(l, "=")
+		var err error
+		switch k {
+		case "uid":
+			id.UID = v
+		case "created":
+			id.Created, err = time.Parse(time.RFC3339Nano, v)
+		case "gen":
+			id.Gen, err = strconv.ParseUint(v, 10, 64)
+		case "seq_ceiling":
+			id.SeqCeiling, err = strconv.ParseUint(v, 10, 64)
+		case "request_id_ceiling":
+			id.IDCeiling, err = strconv.ParseUint(v, 10, 64)
+		case "floor_seq":
+			id.FloorSeq, err = strconv.ParseUint(v, 10, 64)
+		case "floor_request_id":
+			id.FloorID, err = strconv.ParseUint(v, 10, 64)
+		case "reseed":
+			id.Reseed, err = strconv.ParseBool(v)
+		}
+		if err != nil {
+			return id, fmt.Errorf("field %s: %w", k, err)
+		}
+	}
+	return id, nil
+}
+
+// loadIdentity reads dir/IDENTITY: the valid slot with the highest
+// generation. errIdentityMissing when there is no file.
+func loadIdentity(fs fsys.FS, dir string) (identity, error) {
+	path := filepath.Join(dir, identityFile)
+	b, err := fsys.ReadFile(fs, path)
+	if errors.Is(err, fsErrNotExist) {
+		return identity{}, errIdentityMissing
+	}
+	if err != nil {
+		return identity{}, fmt.Errorf("rewardpool: read %s: %w", path, err)
+	}
+	var best identity
+	found := false
+	var errs []error
+	for s := 0; s+identitySlot <= len(b); s += identitySlot {
+		id, err := decodeIdentity(b[s : s+identitySlot])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("slot %d: %w", s/identitySlot, err))
+			continue
+		}
+		if !found || id.Gen > best.Gen {
+			best, found = id, true
+		}
+	}
+	if !found {
+		return identity{}, fmt.Errorf("%w: %s is damaged (%v): restore it from a backup or a replica's copy, "+
+			"or rebuild the directory from a replica", ErrRecovery, path, errors.Join(errs...))
+	}
+	return best, nil
+}
+
+var fsErrNotExist = fs.ErrNotExist
+
+// createIdentity writes a new identity atomically (both slots; temp file,
+// fsync, rename, fsync dir): from here on the directory is used.
+func createIdentity(fs fsys.FS, dir string, id identity) (identity, error) {
+	if id.UID == "" {
+		var u [8]byte
+		crand.Read(u[:])
+		id.UID = hex.EncodeToString(u[:])
+	}
+	if id.Created.IsZero() {
+		id.Created = time.Now()
+	}
+	id.Gen = 1
+	slot := id.encode()
+	data := append(append([]byte(nil), slot...), slot...)
+	if err := fsys.WriteFileAtomic(fs, filepath.Join(dir, identityFile), data, 0o644); err != nil {
+		return id, fmt.Errorf("rewardpool: create identity: %w", err)
+	}
+	return id, nil
+}
+
+// storeIdentity writes the next generation of id into the slot that does
+// not hold the current one, and fdatasyncs it. On success id.Gen is bumped.
+func storeIdentity(fs fsys.FS, dir string, id *identity) error {
+	next := *id
+	next.Gen++
+	path := filepath.Join(dir, identityFile)
+	f, err := fs.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("rewardpool: store identity: %w", err)
+	}
+	_, err = f.WriteAt(next.encode(), int64(next.Gen%2)*identitySlot)
+	if err == nil {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("rewardpool: store identity: %w", err)
+	}
+	*id = next
+	return nil
+}
+
+// covers reports whether the ceilings cover seq and request id.
+func (id *identity) covers(seq, reqID uint64) bool {
+	return seq <= id.SeqCeiling && reqID <= id.IDCeiling
+}
+
+// reserve raises the ceilings past seq and reqID by ceilingStep and stores
+// them durably.
+func (id *identity) reserve(fs fsys.FS, dir string, seq, reqID uint64) error {
+	next := *id
+	next.SeqCeiling = max(id.SeqCeiling, seq+ceilingStep)
+	next.IDCeiling = max(id.IDCeiling, reqID+ceilingStep)
+	if err := storeIdentity(fs, dir, &next); err != nil {
+		return err
+	}
+	*id = next
+	return nil
+}
