@@ -138,11 +138,18 @@ type tailScan struct {
 // in a preallocated or extended segment).
 const sectorSize = 512
 
+// minMissing is how many bytes a record must lack, with nothing but zeros
+// after it, to read as a write's prefix rather than a damaged record. One:
+// a write can stop anywhere. The price is that a flipped bit in a record
+// whose checksum happens to end in a zero byte (1 in 256) reads as torn.
+const minMissing = 1
+
 // scanTail reads a whole segment and classifies its end. Following etcd's
 // torn-write rule, sharpened so that a flipped bit is never mistaken for a
 // torn write (see the package documentation, "Torn or damaged"):
 //
-//   - a record cut short by the end of the file is torn (a write's prefix);
+//   - a record cut short by the end of the file, or whose data ends inside
+//     it with only zeros after, is torn (a write's prefix);
 //   - a zero byte where the first record after the last commit would start,
 //     with data after it, is torn (the mmap storage stores a batch's first
 //     byte last, so an unfinished copy always starts with a zero);
@@ -213,6 +220,14 @@ func scanTail(fsys fsys.FS, dir string, seg segment) (tailScan, error) {
 			return t, nil
 		}
 		torn := re.short
+		if !torn {
+			// The data ends inside the record: the prefix of a write that
+			// failed or was cut, followed by the segment's zeros. A
+			// record's last bytes are its checksum (binary) or a newline,
+			// never a run of zeros, so a flipped bit does not look so.
+			end := dataEnd(f, re.off, t.size)
+			torn = end > re.off && (re.end-end >= minMissing || re.atZero && end == re.end)
+		}
 		if !torn {
 			end := re.end
 			if re.atZero {

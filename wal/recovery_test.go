@@ -103,7 +103,7 @@ func TestCommitRule(t *testing.T) {
 			dir := t.TempDir()
 			all, seg, _, end := buildLog(t, dir, testOptions(c, 1<<20, nil), newGen(), 4)
 			offs := recordOffsets(t, dir, seg)
-			third := offs[len(offs)-2] // start of the last record
+			third := offs[len(offs)-2]                           // start of the last record
 			tear(t, filepath.Join(dir, seg), third, end, "file") // the write's prefix landed
 			l := mustOpen(t, dir, testOptions(c, 1<<20, nil))
 			defer l.Close()
