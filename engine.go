@@ -250,7 +250,7 @@ func (e *Engine) recover() error {
 		return err
 	}
 	switch {
-	case fresh && w.ident.Reseed:
+	case fresh && w.ident.Reseed && !e.opts.Replica:
 		if err := e.reseed(); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +34,12 @@ type RepairReport struct {
 // <name>.broken, then truncated back to its last commit record; later
 // segments are renamed to <name>.broken. A healthy log is not changed. The
 // log must not be open.
-func Repair(dir string, opts Options) (RepairReport, error) {
+func Repair(dir string, opts Options) (RepairReport, error) { return repair(dir, opts, false) }
+
+// PlanRepair reports what Repair would do, changing nothing.
+func PlanRepair(dir string, opts Options) (RepairReport, error) { return repair(dir, opts, true) }
+
+func repair(dir string, opts Options, dry bool) (RepairReport, error) {
 	var rep RepairReport
 	if err := opts.Validate(); err != nil {
 		return rep, err
@@ -55,13 +61,13 @@ func Repair(dir string, opts Options) (RepairReport, error) {
 		seg, err := readSegmentHeader(fs, dir, name)
 		var ce *CorruptError
 		if errors.As(err, &ce) {
-			return rep, cutLog(fs, dir, names, i, -1, ce.Offset, ce.Reason, &rep)
+			return rep, cutLog(fs, dir, dry, names, i, -1, ce.Offset, ce.Reason, &rep)
 		}
 		if err != nil {
 			return rep, err
 		}
 		if i > 0 && seg.hdr.first != next {
-			return rep, cutLog(fs, dir, names, i, -1, 0, fmt.Sprintf("segment starts at seq %d, want %d", seg.hdr.first, next), &rep)
+			return rep, cutLog(fs, dir, dry, names, i, -1, 0, fmt.Sprintf("segment starts at seq %d, want %d", seg.hdr.first, next), &rep)
 		}
 		t, err := scanTail(fs, dir, seg)
 		if err != nil {
@@ -72,9 +78,9 @@ func Repair(dir string, opts Options) (RepairReport, error) {
 		next = t.lastSeq + 1
 		switch {
 		case t.damage != nil:
-			return rep, cutLog(fs, dir, names, i, t.commitEnd, t.damage.off, t.damage.reason, &rep)
+			return rep, cutLog(fs, dir, dry, names, i, t.commitEnd, t.damage.off, t.damage.reason, &rep)
 		case t.dataEnd > t.commitEnd:
-			return rep, cutLog(fs, dir, names, i, t.commitEnd, t.commitEnd, "records after the last commit record", &rep)
+			return rep, cutLog(fs, dir, dry, names, i, t.commitEnd, t.commitEnd, "records after the last commit record", &rep)
 		}
 	}
 	return rep, nil
@@ -82,27 +88,13 @@ func Repair(dir string, opts Options) (RepairReport, error) {
 
 // cutLog truncates names[i] at cut (cut < 0: moves the whole segment aside)
 // after saving a .broken copy, and moves every later segment aside. The
-// records it removes that still decode go to rep.Cut.
-func cutLog(fs fsys.FS, dir string, names []string, i int, cut, off int64, reason string, rep *RepairReport) error {
+// records it removes that still decode go to rep.Cut. dry only reports.
+func cutLog(fs fsys.FS, dir string, dry bool, names []string, i int, cut, off int64, reason string, rep *RepairReport) error {
 	rep.Segment, rep.Offset, rep.Reason = names[i], off, reason
-	path := filepath.Join(dir, names[i])
 	if cut >= 0 {
-		fi, err := fs.Stat(path)
-		if err != nil {
-			return fmt.Errorf("wal: repair %s: %w", names[i], err)
-		}
-		if err := collectCut(fs, dir, names[i], cut, rep); err != nil {
+		if err := cutSegment(fs, dir, dry, names[i], cut, rep); err != nil {
 			return err
 		}
-		broken := fsys.FreeName(fs, path+".broken")
-		if err := fsys.CopyFileAtomic(fs, path, broken); err != nil {
-			return fmt.Errorf("wal: repair: copy %s aside: %w", names[i], err)
-		}
-		rep.Broken = append(rep.Broken, filepath.Base(broken))
-		if err := fsys.TruncateSync(fs, path, cut); err != nil {
-			return fmt.Errorf("wal: repair: truncate %s at %d: %w", names[i], cut, err)
-		}
-		rep.Dropped += max(0, fi.Size()-cut)
 		i++
 	}
 	for _, name := range names[i:] {
@@ -112,13 +104,44 @@ func cutLog(fs fsys.FS, dir string, names []string, i int, cut, off int64, reaso
 		if fi, err := fs.Stat(filepath.Join(dir, name)); err == nil {
 			rep.Dropped += fi.Size()
 		}
+		if dry {
+			continue
+		}
 		broken := fsys.FreeName(fs, filepath.Join(dir, name+".broken"))
 		if err := fs.Rename(filepath.Join(dir, name), broken); err != nil {
 			return fmt.Errorf("wal: repair: move %s aside: %w", name, err)
 		}
 		rep.Broken = append(rep.Broken, filepath.Base(broken))
 	}
+	if dry {
+		return nil
+	}
 	return syncDir(fs, dir)
+}
+
+// cutSegment saves a .broken copy of name, then truncates it at cut.
+func cutSegment(fs fsys.FS, dir string, dry bool, name string, cut int64, rep *RepairReport) error {
+	path := filepath.Join(dir, name)
+	fi, err := fs.Stat(path)
+	if err != nil {
+		return fmt.Errorf("wal: repair %s: %w", name, err)
+	}
+	if err := collectCut(fs, dir, name, cut, rep); err != nil {
+		return err
+	}
+	rep.Dropped += max(0, fi.Size()-cut)
+	if dry {
+		return nil
+	}
+	broken := fsys.FreeName(fs, path+".broken")
+	if err := fsys.CopyFileAtomic(fs, path, broken); err != nil {
+		return fmt.Errorf("wal: repair: copy %s aside: %w", name, err)
+	}
+	rep.Broken = append(rep.Broken, filepath.Base(broken))
+	if err := fsys.TruncateSync(fs, path, cut); err != nil {
+		return fmt.Errorf("wal: repair: truncate %s at %d: %w", name, cut, err)
+	}
+	return nil
 }
 
 // collectCut decodes the records of segment name from offset from (-1: the
@@ -140,6 +163,9 @@ func collectCut(fs fsys.FS, dir, name string, from int64, rep *RepairReport) err
 		rep.UndecodedBytes += fi.Size()
 		return nil
 	}
+	if seg.hdr.codec != "binary" {
+		return collectLines(f, seg, fi.Size(), from, rep)
+	}
 	r := newSegReader(f, seg, fi.Size())
 	var rec Record
 	for {
@@ -153,6 +179,8 @@ func collectCut(fs fsys.FS, dir, name string, from int64, rep *RepairReport) err
 			return nil
 		}
 		if err != nil {
+			// Binary records after damage cannot be trusted: their seqs
+			// and request ids are deltas from the record that is lost.
 			rep.UndecodedBytes += dataEnd(f, off, fi.Size()) - off
 			return nil
 		}
@@ -160,6 +188,37 @@ func collectCut(fs fsys.FS, dir, name string, from int64, rep *RepairReport) err
 			rep.Cut = append(rep.Cut, rec)
 		}
 	}
+}
+
+// collectLines is collectCut for the line codecs, whose records stand
+// alone: a damaged line is skipped (counted as undecoded) and the lines
+// after it are still read.
+func collectLines(f io.ReaderAt, seg segment, size, from int64, rep *RepairReport) error {
+	start := max(from, HeaderSize)
+	end := dataEnd(f, start, size)
+	if end <= start {
+		return nil
+	}
+	b := make([]byte, end-start)
+	if _, err := f.ReadAt(b, start); err != nil && err != io.EOF {
+		return err
+	}
+	c := codecByName(seg.hdr.codec)
+	for len(b) > 0 {
+		n := bytes.IndexByte(b, '\n') + 1
+		if n == 0 {
+			n = len(b)
+		}
+		var rec Record
+		st := newCodecState(seg.hdr)
+		if _, err := c.decode(b[:n], &st, &rec); err != nil {
+			rep.UndecodedBytes += int64(n)
+		} else {
+			rep.Cut = append(rep.Cut, rec)
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // dataEnd is the end of the non-zero data in f after off: a preallocated

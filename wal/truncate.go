@@ -46,7 +46,7 @@ func TruncateAfter(dir string, seq uint64, opts Options) (RepairReport, error) {
 			return rep, fmt.Errorf("wal: truncate after %d: the log starts at %d", seq, seg.hdr.first)
 		}
 		if seg.hdr.first == seq+1 {
-			return rep, cutLog(fs, dir, names, i, -1, 0, fmt.Sprintf("records after seq %d", seq), &rep)
+			return rep, cutLog(fs, dir, false, names, i, -1, 0, fmt.Sprintf("records after seq %d", seq), &rep)
 		}
 		off, commit, err := recordOffset(fs, dir, seg, seq+1)
 		if errors.Is(err, io.EOF) {
@@ -58,7 +58,7 @@ func TruncateAfter(dir string, seq uint64, opts Options) (RepairReport, error) {
 		if !commit {
 			return rep, fmt.Errorf("wal: truncate after %d: that record does not end a batch", seq)
 		}
-		return rep, cutLog(fs, dir, names, i, off, off, fmt.Sprintf("records after seq %d", seq), &rep)
+		return rep, cutLog(fs, dir, false, names, i, off, off, fmt.Sprintf("records after seq %d", seq), &rep)
 	}
 	return rep, nil
 }

@@ -7,7 +7,7 @@
 //	rewardpool admin    set|remove --id ID [--quantity N] [--weight W]
 //	rewardpool promote  [--addr A] [--token T]
 //	rewardpool bench    [--addr A] [--mode unary|stream|http|redis] ...
-//	rewardpool wal      dump|verify|repair [--data-dir D] [--pool P]
+//	rewardpool wal      dump|verify|repair|reseed [--data-dir D] [--pool P]
 //	rewardpool snapshot inspect [--data-dir D] [--pool P] [--file F]
 //	rewardpool version
 package main
@@ -35,7 +35,7 @@ func commands() []command {
 		{"state", "[--addr A] [--pool P | --all]", "print a pool's items and counters as JSON", runState},
 		{"admin", "set|remove --id ID [--quantity N] [--weight W]", "add, change or remove an item (admin token)", runAdmin},
 		{"promote", "--addr HOST:PORT --token T", "turn a replica into a primary (admin token)", runPromote},
-		{"wal", "dump|verify|repair [--data-dir D] [--pool P]", "offline: print, check or repair a pool's log", runWAL},
+		{"wal", "dump|verify|repair|reseed [--data-dir D] [--pool P]", "offline: print, check or repair a pool's log; reseed a pool whose state is lost", runWAL},
 		{"snapshot", "inspect [--data-dir D] [--pool P]", "offline: print a snapshot as JSON", runSnapshot},
 		{"bench", "[--mode unary|stream|http|redis] [--concurrency N] [--duration D]", "load generator: draws/s and latency percentiles", runBench},
 		{"version", "", "print the version", func([]string, io.Writer) error { fmt.Println("rewardpool", version); return nil }},

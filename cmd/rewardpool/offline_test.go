@@ -83,23 +83,34 @@ func TestOfflineTools(t *testing.T) {
 	if _, err := run(runWAL, "verify"); err == nil || !strings.Contains(err.Error(), "rewardpool wal repair") {
 		t.Fatalf("verify of a damaged log = %v, want an error naming the repair command", err)
 	}
-	if out, err := run(runWAL, "repair"); err != nil || !strings.Contains(out, ".broken") {
+	out, err = run(runWAL, "repair")
+	var rep rewardpool.RepairReport
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || !strings.Contains(out, ".broken") {
 		t.Fatalf("wal repair = %s, %v", out, err)
+	}
+	// It reports what it removed: the damaged draw 1 and the draws after it.
+	if rep.Removed.Draws != 2 || rep.Removed.FirstRequestID != 2 || rep.Removed.LastRequestID != 3 ||
+		rep.AuditFile == "" || rep.NextRequestIDAbove < 3 {
+		t.Fatalf("wal repair report = %s", out)
+	}
+	if audit, err := os.ReadFile(rep.AuditFile); err != nil || !strings.Contains(string(audit), "DRAW 3 ") {
+		t.Fatalf("audit file %s = %q, %v", rep.AuditFile, audit, err)
 	}
 	out, err = run(runWAL, "verify")
 	if err != nil || json.Unmarshal([]byte(out), &v) != nil || !v.OK || v.Records != 1 {
 		t.Fatalf("verify after repair = %s, %v (want the one record before the damage)", out, err)
 	}
 	// The repaired log now ends before the newest snapshot: the engine
-	// opens from the snapshot, which holds every draw, and ids go on.
+	// opens from the snapshot, which holds every draw, and ids go on above
+	// every id that may ever have been handed out.
 	e, err = rewardpool.Open(dir, o)
 	if err != nil {
 		t.Fatalf("Open after repair: %v", err)
 	}
 	defer e.Close()
 	res, err := e.Draw(context.Background(), rewardpool.DrawRequest{})
-	if err != nil || res[0].RequestID != 4 {
-		t.Fatalf("draw after repair = %+v, %v; want request id 4", res, err)
+	if err != nil || res[0].RequestID != rep.NextRequestIDAbove+1 {
+		t.Fatalf("draw after repair = %+v, %v; want request id %d", res, err, rep.NextRequestIDAbove+1)
 	}
 	if aside, _ := filepath.Glob(filepath.Join(dir, "wal.behind-*")); len(aside) != 1 {
 		t.Fatalf("the cut log was not kept aside: %v", aside)

@@ -17,8 +17,8 @@ import (
 func formatWeight(units uint64) string { return pool.FormatWeight(units) }
 
 func runWAL(args []string, stdout io.Writer) error {
-	if len(args) == 0 || (args[0] != "dump" && args[0] != "verify" && args[0] != "repair") {
-		return fmt.Errorf("want a subcommand: dump, verify or repair")
+	if len(args) == 0 || (args[0] != "dump" && args[0] != "verify" && args[0] != "repair" && args[0] != "reseed") {
+		return fmt.Errorf("want a subcommand: dump, verify, repair or reseed")
 	}
 	op := args[0]
 	var pf poolFlags
@@ -28,8 +28,31 @@ func runWAL(args []string, stdout io.Writer) error {
 		return err
 	}
 	dir := pf.dir()
+	if op == "reseed" {
+		// The override for a directory that refuses to start because its
+		// state cannot be proven: the old files are kept in lost-<time>/.
+		lost, err := rewardpool.ReseedLog(dir, pf.logger())
+		if errors.Is(err, rewardpool.ErrLocked) {
+			return fmt.Errorf("%w: stop the server first", err)
+		}
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, map[string]any{"set_aside_to": lost,
+			"next_start": "seeds the pool from its configuration, above every seq and request id ever handed out"})
+	}
 	if _, err := os.Stat(filepath.Join(dir, "wal")); err != nil {
 		return fmt.Errorf("no log for pool %q in %s: %w", pf.pool, pf.dataDir, err)
+	}
+	if op == "repair" {
+		rep, err := rewardpool.RepairLog(dir, pf.logger())
+		if errors.Is(err, rewardpool.ErrLocked) {
+			return fmt.Errorf("%w: stop the server first", err)
+		}
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, rep)
 	}
 	unlock, err := rewardpool.LockDir(dir)
 	if err != nil {
@@ -37,13 +60,6 @@ func runWAL(args []string, stdout io.Writer) error {
 	}
 	defer unlock()
 	opts := wal.Options{Logger: pf.logger()}
-	if op == "repair" {
-		rep, err := wal.Repair(filepath.Join(dir, "wal"), opts)
-		if err != nil {
-			return err
-		}
-		return printJSON(stdout, rep)
-	}
 	l, err := wal.Open(filepath.Join(dir, "wal"), opts)
 	if err != nil {
 		return err
