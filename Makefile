@@ -15,15 +15,16 @@ FUZZ_TARGETS = \
 	./pool:FuzzParseWeight \
 	./internal/server:FuzzParseDrawBody
 
-.PHONY: all build test vet race alloc fuzz bench clean
+.PHONY: all build test vet race alloc powerloss fuzz bench clean
 
 all: build test
 
 build:
 	$(GO) build ./...
 
-## test: format check, vet, race-enabled tests, the allocation check, a short fuzz pass
-test: vet race alloc fuzz
+## test: format check, vet, race-enabled tests, the allocation check, the
+## power-loss simulator, a short fuzz pass
+test: vet race alloc powerloss fuzz
 
 vet:
 	@fmt_out=$$(gofmt -l .); if [ -n "$$fmt_out" ]; then echo "gofmt needed:"; echo "$$fmt_out"; exit 1; fi
@@ -36,6 +37,11 @@ race:
 # zero-allocation check runs in its own pass without -race.
 alloc:
 	$(GO) test -count=1 -run 'DoesNotAllocate' ./...
+
+# The power-loss test cuts the power thousands of times; without -race it
+# takes about a minute. REWARDPOOL_POWERLOSS_RUNS=N makes it a longer soak.
+powerloss:
+	$(GO) test -count=1 -run '^TestPowerLoss$$' -v .
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,16 +296,18 @@ func dirUsed(fs fsys.FS, dir string) (bool, error) {
 		return false, fmt.Errorf("rewardpool: read %s: %w", dir, err)
 	}
 	for _, ent := range ents {
-		switch ent.Name() {
-		case lockFile:
+		switch {
+		case ent.Name() == lockFile || strings.HasSuffix(ent.Name(), ".tmp"):
+			// The lock, and temp files of an atomic write a crash cut
+			// short (the identity's own, say): nothing was written.
 			continue
-		case walDir, snapDir:
+		case ent.Name() == walDir || ent.Name() == snapDir:
 			sub, err := fs.ReadDir(filepath.Join(dir, ent.Name()))
 			if err != nil {
 				return false, fmt.Errorf("rewardpool: read %s: %w", filepath.Join(dir, ent.Name()), err)
 			}
 			for _, s := range sub {
-				if s.Name() != lockFile {
+				if s.Name() != lockFile && !strings.HasSuffix(s.Name(), ".tmp") {
 					return true, nil
 				}
 			}
@@ -327,7 +330,7 @@ func (e *Engine) checkProvable(legacy bool) error {
 	if w.wal.LastSeq() > 0 || w.ident.Reseed {
 		return nil
 	}
-	if legacy || w.ident.SeqCeiling > 0 {
+	if legacy || w.ident.Written {
 		return fmt.Errorf("%w: %s was created %s and has written records up to seq %d, "+
 			"but it holds no valid snapshot and its log is empty (damaged snapshots are kept as *.broken). %s",
 			ErrUnprovable, e.dir, w.ident.createdText(), w.ident.SeqCeiling, rebuildHint)
@@ -394,7 +397,7 @@ func (e *Engine) settleIdentity(legacy bool) error {
 	w := &e.w
 	if legacy {
 		var err error
-		w.ident, err = createIdentity(e.fs, e.dir, identity{
+		w.ident, err = createIdentity(e.fs, e.dir, identity{Written: true,
 			SeqCeiling: w.seq + ceilingStep, IDCeiling: w.reqID + ceilingStep})
 		return err
 	}
@@ -458,7 +461,7 @@ func (e *Engine) seed() error {
 	if err := w.wal.Sync(); err != nil {
 		return fmt.Errorf("%w: seed catalog: %w", ErrWAL, err)
 	}
-	return nil
+	return w.ident.markWritten(e.fs, e.dir)
 }
 
 // reseed seeds a directory whose old state `wal reseed` set aside: the
@@ -475,6 +478,9 @@ func (e *Engine) reseed() error {
 	w.seq, w.reqID = w.ident.FloorSeq, max(w.reqID, w.ident.FloorID)
 	if res := e.writeSnapshot(e.captureState()); res.err != nil {
 		return fmt.Errorf("rewardpool: reseed: %w", res.err)
+	}
+	if err := w.ident.markWritten(e.fs, e.dir); err != nil {
+		return err
 	}
 	w.lastSnapSeq = w.seq
 	e.log.Warn("rewardpool: reseeded the pool from its configuration above the recorded floors",

@@ -45,6 +45,11 @@ type identity struct {
 	// Reseed allows seeding a directory whose state was set aside on
 	// purpose (`rewardpool wal reseed`), above the floors.
 	Reseed bool
+	// Written is set once the first batch is durable: from then on the
+	// directory has state to prove, and an empty log without a snapshot
+	// means it was lost. (A ceiling alone proves nothing: it is raised
+	// before the write it covers, which a crash may cut.)
+	Written bool
 }
 
 // identity slots: the file holds two copies, each one sector, written in
@@ -63,8 +68,8 @@ var errIdentityMissing = errors.New("no identity file")
 
 func (id *identity) encode() []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\nuid=%s\ncreated=%s\ngen=%d\nseq_ceiling=%d\nrequest_id_ceiling=%d\nfloor_seq=%d\nfloor_request_id=%d\nreseed=%t\n",
-		identityMagic, id.UID, id.Created.UTC().Format(time.RFC3339Nano), id.Gen,
+	fmt.Fprintf(&b, "%s\nuid=%s\ncreated=%s\ngen=%d\nwritten=%t\nseq_ceiling=%d\nrequest_id_ceiling=%d\nfloor_seq=%d\nfloor_request_id=%d\nreseed=%t\n",
+		identityMagic, id.UID, id.Created.UTC().Format(time.RFC3339Nano), id.Gen, id.Written,
 		id.SeqCeiling, id.IDCeiling, id.FloorSeq, id.FloorID, id.Reseed)
 	body := b.String()
 	line := fmt.Sprintf("crc=%08x", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
@@ -114,6 +119,8 @@ func decodeIdentity(b []byte) (identity, error) {
 			id.FloorID, err = strconv.ParseUint(v, 10, 64)
 		case "reseed":
 			id.Reseed, err = strconv.ParseBool(v)
+		case "written":
+			id.Written, err = strconv.ParseBool(v)
 		}
 		if err != nil {
 			return id, fmt.Errorf("field %s: %w", k, err)
@@ -194,6 +201,21 @@ func storeIdentity(fs fsys.FS, dir string, id *identity) error {
 	}
 	if err != nil {
 		return fmt.Errorf("rewardpool: store identity: %w", err)
+	}
+	*id = next
+	return nil
+}
+
+// markWritten records, once in the directory's life, that a batch is
+// durable.
+func (id *identity) markWritten(fs fsys.FS, dir string) error {
+	if id.Written {
+		return nil
+	}
+	next := *id
+	next.Written = true
+	if err := storeIdentity(fs, dir, &next); err != nil {
+		return err
 	}
 	*id = next
 	return nil

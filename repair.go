@@ -124,7 +124,7 @@ func legacyIdentity(fs fsys.FS, dir string, cut []wal.Record) (identity, error) 
 	for _, r := range cut {
 		seq, id = max(seq, r.Seq), max(id, r.RequestID)
 	}
-	return createIdentity(fs, dir, identity{SeqCeiling: seq + ceilingStep, IDCeiling: id + ceilingStep})
+	return createIdentity(fs, dir, identity{Written: true, SeqCeiling: seq + ceilingStep, IDCeiling: id + ceilingStep})
 }
 
 // slotNames maps catalog slots to item ids (the binary codec logs draws by

@@ -364,6 +364,11 @@ func (e *Engine) sync() error {
 		e.log.Warn("rewardpool: slow fsync of the write-ahead log", "dir", e.dir, "took", took)
 	}
 	if err == nil {
+		// The first durable batch of the directory's life: from now on an
+		// empty log without a snapshot means lost state, never a new pool.
+		err = e.w.ident.markWritten(e.fs, e.dir)
+	}
+	if err == nil {
 		w := &e.w
 		w.unsynced = false
 		e.durableSeq.Store(w.seq)
@@ -436,11 +441,11 @@ func (e *Engine) startSnapshot() {
 // damaged newest one can fall back to the one before.
 func (e *Engine) writeSnapshot(st *snapshot.State) snapResult {
 	start := time.Now()
-	dir := filepath.Join(e.dir, snapDir)
+	dir := snapshot.In(e.fs, filepath.Join(e.dir, snapDir))
 	res := snapResult{seq: st.Seq}
-	if _, res.err = snapshot.Write(dir, st); res.err == nil {
+	if _, res.err = dir.Write(st); res.err == nil {
 		var kept []snapshot.Info
-		kept, res.err = snapshot.Prune(dir, 2)
+		kept, res.err = dir.Prune(2)
 		// Log segments may go only once two snapshots cover them: if the
 		// newest is ever found damaged, recovery falls back to the older one
 		// and replays the log from there.

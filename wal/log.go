@@ -110,6 +110,16 @@ func (l *Log) open() error {
 		if err := l.openActive(seg, t.commitEnd, t.dataEnd); err != nil {
 			return err
 		}
+		// What Open read may be only in the page cache: written before a
+		// kill -9, or left there by an fsync that failed. Make it durable
+		// before anything is built on it (a later segment, a reply), or a
+		// power cut could take it back from under the records after it.
+		if err := l.st.sync(HeaderSize, t.commitEnd); err != nil {
+			return fmt.Errorf("wal: sync segment %s: %w", seg.name, err)
+		}
+		if err := syncDir(l.fs, l.dir); err != nil {
+			return err
+		}
 		l.enc = t.commitSt
 		l.lastSeq, l.lastEpoch = t.lastSeq, t.lastEpoch
 		l.rotate = seg.hdr.codec != l.codec.name()

@@ -41,8 +41,14 @@ func (e *recordError) Error() string { return e.reason }
 func newSegReader(f io.ReaderAt, seg segment, limit int64) *segReader {
 	return &segReader{
 		f: f, c: codecByName(seg.hdr.codec), st: newCodecState(seg.hdr), next: seg.hdr.first,
-		buf: make([]byte, 256<<10), base: HeaderSize, limit: limit,
+		buf: make([]byte, readBufSize(limit)), base: HeaderSize, limit: limit,
 	}
+}
+
+// readBufSize sizes a reader's buffer to the segment: 256 KiB, less for a
+// small one (it grows for a record that does not fit).
+func readBufSize(limit int64) int {
+	return int(min(256<<10, max(4<<10, limit-HeaderSize)))
 }
 
 // offset is the file offset just after the last record returned.

@@ -70,6 +70,7 @@ type FS struct {
 	// crashAfter counts down the mutating operations left before the power
 	// goes; 0 means never.
 	crashAfter int
+	held       int // > 0: operations do not count down to the crash
 	crashed    chan struct{}
 	cut        *FS // the state after the cut, computed when the power went
 
@@ -137,6 +138,20 @@ func (f *FS) CrashAfter(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.crashAfter = n
+}
+
+// Hold runs fn with the CrashAfter countdown and the fault hook held: a
+// test's own checks then cannot be where the power goes or a fault fires.
+func (f *FS) Hold(fn func()) {
+	f.mu.Lock()
+	f.held++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.held--
+		f.mu.Unlock()
+	}()
+	fn()
 }
 
 // Crashed is closed once the power was cut.
@@ -263,14 +278,14 @@ func (f *FS) step(op Op, name string) error {
 	if f.dead {
 		return ErrDead
 	}
-	if f.crashAfter > 0 {
+	if f.crashAfter > 0 && f.held == 0 {
 		f.crashAfter--
 		if f.crashAfter == 0 {
 			f.die()
 			return ErrDead
 		}
 	}
-	if f.fault != nil {
+	if f.fault != nil && f.held == 0 {
 		if err := f.fault(op, name); err != nil {
 			return err
 		}
