@@ -68,13 +68,15 @@ const yieldBelow = 64
 // commit is the hot path: decide every call of the batch in memory, write
 // their records in one append, fsync once, then answer everyone. If the
 // write or fsync fails, every in-memory change of the batch is undone and
-// every caller gets the error: nothing that is not durable is acknowledged.
+// every caller gets ErrOutcomeUnknown: nothing that is not durable is
+// acknowledged, but the batch may still be in the file.
 func (e *Engine) commit(batch []*call) {
 	w := &e.w
 	w.recs = w.recs[:0]
 	w.adminUndo = w.adminUndo[:0]
 	start := w.mark()
 	w.promoting = false
+	wasFailed := w.failed != nil
 
 	draws := 0
 	if w.failed == nil {
@@ -151,8 +153,14 @@ func (e *Engine) commit(batch []*call) {
 			c.state = e.stateCopy()
 		case c.op == opFunc:
 			c.fn()
-		case w.failed != nil && c.op.writes():
-			c.err = fmt.Errorf("%w: %w", ErrWAL, w.failed)
+		case w.failed != nil && !wasFailed && c.op.writes() && c.err == nil:
+			// This batch's write or fsync failed: part or all of it may be
+			// in the file and come back on reopen. Callers refused by
+			// their own error (c.err) wrote nothing and keep it.
+			c.err = fmt.Errorf("%w: %w; retry with the same idempotency key", ErrOutcomeUnknown, w.failed)
+		case w.failed != nil && wasFailed && c.op.writes():
+			// Refused before deciding anything: the log had already failed.
+			c.err = fmt.Errorf("%w: refusing writes until reopened: %w", ErrWAL, w.failed)
 		case c.op == opPromote && c.err == nil:
 			c.epoch = w.epoch
 		}
