@@ -17,6 +17,10 @@ var (
 	// ErrInvalidRequest is returned for a draw whose count or idempotency
 	// key is out of range. Nothing was drawn.
 	ErrInvalidRequest = errors.New("rewardpool: invalid request")
+	// ErrIdempotencyMismatch is returned for a draw whose idempotency key is
+	// remembered from a request with a different count. Nothing was drawn
+	// and the first answer stands; a new request needs a new key.
+	ErrIdempotencyMismatch = errors.New("rewardpool: idempotency key reused with a different request")
 	// ErrOutcomeUnknown is returned to every caller of a batch whose write
 	// or fsync failed. The outcome is unknown, not "nothing happened": a
 	// failed write may have left part or all of the batch in the file and

@@ -174,6 +174,11 @@ func (e *Engine) decideDraw(c *call) {
 	w := &e.w
 	if c.key != "" {
 		if prev, ok := w.idem.lookup(c.key); ok {
+			if len(prev) != c.count {
+				c.err = fmt.Errorf("%w: key %q was used for %d draws, this request asks for %d; a new request needs a new key",
+					ErrIdempotencyMismatch, c.key, len(prev), c.count)
+				return
+			}
 			for _, d := range prev {
 				c.results = append(c.results, w.result(d.RequestID, d.Slot))
 			}

@@ -141,6 +141,10 @@ func reasonStatus(reason string, byCode int) int {
 		// 503, as a failing disk always was; the code OUTCOME_UNKNOWN tells
 		// the client to retry only with the same idempotency key.
 		return http.StatusServiceUnavailable
+	case ReasonIdempotencyMismatch:
+		// As the IETF Idempotency-Key draft says for a key reused with a
+		// different payload.
+		return http.StatusUnprocessableEntity
 	}
 	return byCode
 }

@@ -67,3 +67,29 @@ func TestFailingDiskOutcomeUnknown(t *testing.T) {
 		t.Errorf("grpc draw on the poisoned pool: %v, want UNAVAILABLE", err)
 	}
 }
+
+// TestIdempotencyKeyMismatch (issue 7, defect 8): a key reused with another
+// count is refused with its own code (HTTP 422 IDEMPOTENCY_KEY_MISMATCH,
+// gRPC FAILED_PRECONDITION with that reason) and draws nothing; the same
+// count still gets the first answer.
+func TestIdempotencyKeyMismatch(t *testing.T) {
+	ts := startServer(t, serverOpts{})
+	ctx := testCtx(t)
+	first := ts.mustDo("POST", "/v1/pools/prizes/draw", "", `{"count": 2, "idempotency_key": "order-9"}`, http.StatusOK)
+	before := ts.poolJSON("prizes", "")
+
+	code, body := ts.do("POST", "/v1/pools/prizes/draw", "", `{"count": 3, "idempotency_key": "order-9"}`)
+	if e := decodeError(t, body); code != http.StatusUnprocessableEntity || e.Code != "IDEMPOTENCY_KEY_MISMATCH" || !strings.Contains(e.Message, "order-9") {
+		t.Errorf("http retry with another count: %d %+v, want 422 IDEMPOTENCY_KEY_MISMATCH naming the key", code, e)
+	}
+	_, err := ts.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "prizes", Count: 1, IdempotencyKey: "order-9"})
+	if status.Code(err) != codes.FailedPrecondition || grpcReason(err) != "IDEMPOTENCY_KEY_MISMATCH" {
+		t.Errorf("grpc retry with another count: %v (reason %q), want FAILED_PRECONDITION with reason IDEMPOTENCY_KEY_MISMATCH", err, grpcReason(err))
+	}
+	if after := ts.poolJSON("prizes", ""); after != before {
+		t.Errorf("refused retries changed state:\nbefore %s\nafter  %s", before, after)
+	}
+	if again := ts.mustDo("POST", "/v1/pools/prizes/draw", "", `{"count": 2, "idempotency_key": "order-9"}`, http.StatusOK); string(again) != string(first) {
+		t.Errorf("retry with the same count: %s, want %s", again, first)
+	}
+}

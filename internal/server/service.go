@@ -35,6 +35,9 @@ const (
 	// failed; it may or may not have been applied (it may come back when
 	// the pool is reopened). Retry with the same idempotency key.
 	ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
+	// ReasonIdempotencyMismatch: the idempotency key was already used for a
+	// request with a different count. Nothing was drawn.
+	ReasonIdempotencyMismatch = "IDEMPOTENCY_KEY_MISMATCH"
 )
 
 func (e *Error) Error() string { return e.Message }
@@ -77,6 +80,12 @@ func asError(err error) *Error {
 		// other UNKNOWN errors; over HTTP it is 503 OUTCOME_UNKNOWN.
 		se := errorf(codes.Unknown, err, "%v", err)
 		se.Reason = ReasonOutcomeUnknown
+		return se
+	case errors.Is(err, rewardpool.ErrIdempotencyMismatch):
+		// The key's first answer stands; replaying it for a request of
+		// another size would hand back an answer to a different question.
+		se := errorf(codes.FailedPrecondition, err, "%v", err)
+		se.Reason = ReasonIdempotencyMismatch
 		return se
 	case errors.Is(err, rewardpool.ErrWAL):
 		return errorf(codes.Unavailable, err, "%v", err)
