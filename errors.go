@@ -32,8 +32,9 @@ var (
 	ErrOutcomeUnknown = errors.New("rewardpool: outcome unknown")
 	// ErrWAL is returned for a write refused because an earlier write or
 	// fsync of the write-ahead log failed (that earlier batch answered
-	// ErrOutcomeUnknown): this call was not applied and wrote nothing, but
-	// the node is unhealthy. The engine refuses every write until it is
+	// ErrOutcomeUnknown), or because durably raising the directory's id
+	// ceilings failed before its batch reached the log: this call was not
+	// applied and wrote nothing, but the node is unhealthy. The engine refuses every write until it is
 	// closed and reopened, because after a failed fsync the kernel may have
 	// dropped the dirty pages: retrying could acknowledge data that is not
 	// on disk. Close also returns it when the log had failed, and Open when

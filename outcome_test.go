@@ -2,9 +2,13 @@ package rewardpool
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
+	"github.com/rewardpool/rewardpool/internal/fsys/sim"
 	"github.com/rewardpool/rewardpool/wal"
 )
 
@@ -40,5 +44,39 @@ func TestFailedSyncIsOutcomeUnknownNotNothingApplied(t *testing.T) {
 	defer e.Close()
 	if q, ok := quantities(mustState(t, e))["ruby"]; !ok || q != 7 {
 		t.Fatalf("after reopen ruby = %d (present %v): the failed-fsync batch was expected to be replayed", q, ok)
+	}
+}
+
+// A batch that must first raise the IDENTITY ceilings, where storing them
+// fails, never reached the log: its callers get ErrWAL (not applied), not
+// ErrOutcomeUnknown, and the reopened engine shows nothing of it.
+func TestFailedCeilingRaiseIsNotApplied(t *testing.T) {
+	fs := sim.New(1)
+	o := testOptions()
+	o.fs = fs
+	const dir = "/pool"
+	e := mustOpen(t, dir, o)
+	mustDraw(t, e, DrawRequest{Count: 2})
+	before := mustState(t, e)
+	// Pretend the ceilings were reached: the next batch must raise them.
+	if err := e.onWriter(ctx, func() { e.w.ident.IDCeiling = e.w.reqID }); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetFault(func(op sim.Op, name string) error {
+		if strings.Contains(name, identityFile) && (op == sim.OpWrite || op == sim.OpSync) {
+			return syscall.EIO
+		}
+		return nil
+	})
+	_, err := e.Draw(ctx, DrawRequest{Count: 3, IdempotencyKey: "k"})
+	if !errors.Is(err, ErrWAL) || errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, syscall.EIO) {
+		t.Errorf("Draw whose ceiling raise failed: err = %v, want ErrWAL (not applied) wrapping EIO", err)
+	}
+	e.Close()
+	fs.SetFault(nil)
+	e = mustOpen(t, dir, o)
+	defer e.Close()
+	if got := mustState(t, e); fmt.Sprint(got.Items) != fmt.Sprint(before.Items) || got.Seq != before.Seq {
+		t.Fatalf("after reopen: %+v, want the acknowledged state %+v", got, before)
 	}
 }

@@ -77,6 +77,7 @@ func (e *Engine) commit(batch []*call) {
 	start := w.mark()
 	w.promoting = false
 	wasFailed := w.failed != nil
+	logTouched := false // the batch's records reached the log's write path
 
 	draws := 0
 	if w.failed == nil {
@@ -106,6 +107,7 @@ func (e *Engine) commit(batch []*call) {
 			err = w.ident.reserve(e.fs, e.dir, w.seq, w.reqID)
 		}
 		if err == nil {
+			logTouched = true
 			err = w.wal.Append(w.recs)
 		}
 		if err == nil && e.opts.Durability == DurabilityAlways {
@@ -153,13 +155,14 @@ func (e *Engine) commit(batch []*call) {
 			c.state = e.stateCopy()
 		case c.op == opFunc:
 			c.fn()
-		case w.failed != nil && !wasFailed && c.op.writes() && c.err == nil:
+		case w.failed != nil && !wasFailed && logTouched && c.op.writes() && c.err == nil:
 			// This batch's write or fsync failed: part or all of it may be
 			// in the file and come back on reopen. Callers refused by
 			// their own error (c.err) wrote nothing and keep it.
 			c.err = fmt.Errorf("%w: %w; retry with the same idempotency key", ErrOutcomeUnknown, w.failed)
-		case w.failed != nil && wasFailed && c.op.writes():
-			// Refused before deciding anything: the log had already failed.
+		case w.failed != nil && c.op.writes() && (wasFailed || c.err == nil):
+			// Nothing of this call reached the log: the log had failed
+			// before, or raising the ceilings failed before the append.
 			c.err = fmt.Errorf("%w: refusing writes until reopened: %w", ErrWAL, w.failed)
 		case c.op == opPromote && c.err == nil:
 			c.epoch = w.epoch
