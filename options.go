@@ -88,8 +88,8 @@ type Options struct {
 	// Default 1,000,000.
 	IdempotencyWindow int
 	// IdempotencyBytes bounds the memory of the remembered keys and their
-	// answers (an estimate: the key, 16 bytes per draw, and a fixed
-	// overhead per key measured in BENCHMARKS.md). The oldest keys are
+	// answers (an estimate: the key, 18 bytes per draw and 200 bytes per
+	// key, set from the heap measured in BENCHMARKS.md). The oldest keys are
 	// forgotten once either bound is reached. It must hold at least one
 	// answer of MaxDrawCount draws. Every snapshot holds the window too.
 	// Default 256 MiB.
