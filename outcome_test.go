@@ -80,3 +80,34 @@ func TestFailedCeilingRaiseIsNotApplied(t *testing.T) {
 		t.Fatalf("after reopen: %+v, want the acknowledged state %+v", got, before)
 	}
 }
+
+// Under the weaker durability modes a failed write is just as unknown: the
+// callers of the batch hear ErrOutcomeUnknown, later calls ErrWAL.
+func TestFailedWriteIsOutcomeUnknownInEveryMode(t *testing.T) {
+	for _, mode := range []Durability{DurabilityInterval, DurabilityNone} {
+		t.Run(string(mode), func(t *testing.T) {
+			boom := errors.New("write: ENOSPC")
+			var failing atomic.Bool
+			o := testOptions()
+			o.Durability = mode
+			o.WALHooks = wal.Hooks{Write: func(p []byte) (int, error) {
+				if failing.Load() {
+					return len(p) / 3, boom
+				}
+				return len(p), nil
+			}}
+			e := mustOpen(t, t.TempDir(), o)
+			mustDraw(t, e, DrawRequest{})
+			failing.Store(true)
+			if _, err := e.Draw(ctx, DrawRequest{Count: 2, IdempotencyKey: "k"}); !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, boom) {
+				t.Errorf("Draw with failing write: err = %v, want ErrOutcomeUnknown wrapping the cause", err)
+			}
+			if _, err := e.Draw(ctx, DrawRequest{}); !errors.Is(err, ErrWAL) || errors.Is(err, ErrOutcomeUnknown) {
+				t.Errorf("Draw after the failure: err = %v, want ErrWAL", err)
+			}
+			if err := e.Close(); !errors.Is(err, ErrWAL) {
+				t.Errorf("Close: %v, want ErrWAL", err)
+			}
+		})
+	}
+}
