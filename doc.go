@@ -34,8 +34,10 @@
 // batch, decides every outcome in memory, encodes the records, appends them
 // to the log with one write and one fsync (group commit), and only then
 // answers everyone in the batch. If the write or fsync fails, the batch is
-// undone in memory, every caller in it gets ErrWAL, and the engine refuses
-// writes until reopened.
+// undone in memory and every caller in it gets ErrOutcomeUnknown: the batch
+// may still be in the file and come back on reopen, so the caller learns
+// the outcome by retrying with the same idempotency key. The engine then
+// refuses writes with ErrWAL (not applied) until reopened.
 //
 // Snapshots are taken every Options.SnapshotEvery records and at Close, on
 // another goroutine, from a copy of the state. Open loads the newest valid

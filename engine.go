@@ -117,6 +117,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		stopped: make(chan struct{}),
 	}
 	e.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
+	e.w.idem.maxBytes = opts.IdempotencyBytes // before recovery fills the window
 	if err := e.recover(); err != nil {
 		if e.w.wal != nil {
 			e.w.wal.Close()

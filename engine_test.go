@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -275,11 +276,19 @@ func removeSnapshots(t *testing.T, dir string) {
 	}
 }
 
+// TestWriteOrSyncFailureUndoesTheBatch: a batch whose write or fsync fails
+// is undone in memory and its caller hears ErrOutcomeUnknown, because what
+// reaches the file is not known: after a failed write the torn batch is cut
+// on reopen, after a failed fsync the whole batch is usually in the file
+// (the page cache) and is replayed. The state after reopen is checked
+// exactly for each case, and the retry with the same key tells the caller
+// the outcome.
 func TestWriteOrSyncFailureUndoesTheBatch(t *testing.T) {
 	boom := errors.New("disk on fire")
 	for _, tc := range []struct {
 		name  string
 		hooks func(fail *bool) wal.Hooks
+		inLog bool // the failed batch is in the log after reopen
 	}{
 		{"write fails", func(fail *bool) wal.Hooks {
 			return wal.Hooks{Write: func(p []byte) (int, error) {
@@ -288,7 +297,7 @@ func TestWriteOrSyncFailureUndoesTheBatch(t *testing.T) {
 				}
 				return len(p), nil
 			}}
-		}},
+		}, false},
 		{"short write", func(fail *bool) wal.Hooks {
 			return wal.Hooks{Write: func(p []byte) (int, error) {
 				if *fail {
@@ -296,7 +305,7 @@ func TestWriteOrSyncFailureUndoesTheBatch(t *testing.T) {
 				}
 				return len(p), nil
 			}}
-		}},
+		}, false},
 		{"sync fails", func(fail *bool) wal.Hooks {
 			return wal.Hooks{Sync: func() error {
 				if *fail {
@@ -304,7 +313,7 @@ func TestWriteOrSyncFailureUndoesTheBatch(t *testing.T) {
 				}
 				return nil
 			}}
-		}},
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -337,37 +346,86 @@ func TestWriteOrSyncFailureUndoesTheBatch(t *testing.T) {
 			mu.Lock()
 			fail = true
 			mu.Unlock()
-			if _, err := e.Draw(ctx, DrawRequest{Count: 5, IdempotencyKey: "k"}); !errors.Is(err, ErrWAL) || !errors.Is(err, boom) {
-				t.Fatalf("Draw with failing disk: err = %v, want ErrWAL wrapping the cause", err)
+			_, err := e.Draw(ctx, DrawRequest{Count: 5, IdempotencyKey: "k"})
+			if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, boom) || errors.Is(err, ErrWAL) {
+				t.Fatalf("Draw with failing disk: err = %v, want ErrOutcomeUnknown (not ErrWAL) wrapping the cause", err)
 			}
 			if after := mustState(t, e); fmt.Sprint(after) != fmt.Sprint(before) {
 				t.Fatalf("failed batch changed state:\nbefore %+v\nafter  %+v", before, after)
 			}
-			// Poisoned: even with a healthy disk again, writes are refused.
+			// Poisoned: even with a healthy disk again, writes are refused,
+			// and those refusals wrote nothing: ErrWAL, not ErrOutcomeUnknown.
 			mu.Lock()
 			fail = false
 			mu.Unlock()
-			if _, err := e.Draw(ctx, DrawRequest{}); !errors.Is(err, ErrWAL) {
-				t.Fatalf("Draw after failure: err = %v, want ErrWAL", err)
+			if _, err := e.Draw(ctx, DrawRequest{}); !errors.Is(err, ErrWAL) || errors.Is(err, ErrOutcomeUnknown) {
+				t.Fatalf("Draw after failure: err = %v, want ErrWAL (not ErrOutcomeUnknown)", err)
 			}
-			if err := e.AddItem(ctx, Item{ID: "new", Quantity: 1, Weight: 1}); !errors.Is(err, ErrWAL) {
-				t.Fatalf("AddItem after failure: err = %v, want ErrWAL", err)
+			if err := e.AddItem(ctx, Item{ID: "new", Quantity: 1, Weight: 1}); !errors.Is(err, ErrWAL) || errors.Is(err, ErrOutcomeUnknown) {
+				t.Fatalf("AddItem after failure: err = %v, want ErrWAL (not ErrOutcomeUnknown)", err)
 			}
 			if err := e.Close(); !errors.Is(err, ErrWAL) {
 				t.Fatalf("Close after failure: err = %v, want ErrWAL", err)
 			}
-			// Reopen recovers; the next id is above every acknowledged one.
+
+			// Reopen recovers exactly the acknowledged state, plus the failed
+			// batch where it reached the file.
 			o.WALHooks = wal.Hooks{}
 			e = mustOpen(t, dir, o)
 			defer e.Close()
+			var tail []wal.Record
+			if err := e.ScanLog(before.Seq+1, func(r *wal.Record) error {
+				tail = append(tail, *r)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 			got := mustState(t, e)
-			for id, q := range quantities(before) {
-				if gq := quantities(got)[id]; q != Unlimited && gq > q {
-					t.Fatalf("item %s has %d after reopen, more than the %d acknowledged state", id, gq, q)
+			if !tc.inLog {
+				if len(tail) != 0 {
+					t.Fatalf("log after reopen holds records past the acknowledged seq %d: %+v", before.Seq, tail)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(before) {
+					t.Fatalf("state after reopen:\n got  %+v\n want %+v (the acknowledged state)", got, before)
+				}
+				// The retry draws for the first time, with the next ids.
+				r := mustDraw(t, e, DrawRequest{Count: 5, IdempotencyKey: "k"})
+				for i, d := range r {
+					if want := before.LastRequestID + 1 + uint64(i); d.RequestID != want {
+						t.Fatalf("retry draw %d: id %d, want %d", i, d.RequestID, want)
+					}
+				}
+				return
+			}
+			// The whole batch was replayed: one KEY record and five draws,
+			// ids right after the acknowledged ones.
+			if len(tail) != 6 || tail[0].Kind != wal.KindKey || tail[0].Key != "k" || tail[0].Count != 5 {
+				t.Fatalf("log after reopen: %+v, want the KEY record of k and its 5 draws", tail)
+			}
+			retry := mustDraw(t, e, DrawRequest{Count: 5, IdempotencyKey: "k"})
+			want := quantities(before)
+			for i, d := range retry {
+				if wantID := before.LastRequestID + 1 + uint64(i); d.RequestID != wantID || d.Err != nil {
+					t.Fatalf("retry draw %d: %+v, want id %d with an item", i, d, wantID)
+				}
+				// No item was removed, so catalog slots are indexes into Items.
+				if r := tail[1+i]; r.Kind != wal.KindDraw || r.RequestID != d.RequestID || before.Items[r.Item].ID != d.ItemID {
+					t.Fatalf("retry draw %d %+v is not the logged record %+v", i, d, r)
+				}
+				if want[d.ItemID] != Unlimited {
+					want[d.ItemID]--
 				}
 			}
-			if r := mustDraw(t, e, DrawRequest{}); r[0].RequestID <= before.LastRequestID {
-				t.Fatalf("next id %d not above acknowledged %d", r[0].RequestID, before.LastRequestID)
+			got = mustState(t, e) // after the retry: it must not have drawn
+			if got.LastRequestID != before.LastRequestID+5 || got.Seq != before.Seq+6 {
+				t.Fatalf("after reopen and retry: last id %d seq %d, want %d and %d",
+					got.LastRequestID, got.Seq, before.LastRequestID+5, before.Seq+6)
+			}
+			if !maps.Equal(quantities(got), want) {
+				t.Fatalf("quantities after reopen: %v, want %v (acknowledged minus the replayed batch)", quantities(got), want)
+			}
+			if r := mustDraw(t, e, DrawRequest{}); r[0].RequestID != before.LastRequestID+6 {
+				t.Fatalf("next id %d, want %d", r[0].RequestID, before.LastRequestID+6)
 			}
 		})
 	}
@@ -451,7 +509,9 @@ func TestReplayIsDeterministic(t *testing.T) {
 			o.Codec = codec
 			e := mustOpen(t, dir, o)
 			for i := range 30 {
-				mustDraw(t, e, DrawRequest{Count: 1 + i%4, IdempotencyKey: fmt.Sprintf("k%d", i%7)})
+				// Key k<j> always asks for 1+j%4 draws: a retry with another
+				// count would be refused (ErrIdempotencyMismatch).
+				mustDraw(t, e, DrawRequest{Count: 1 + (i%7)%4, IdempotencyKey: fmt.Sprintf("k%d", i%7)})
 				if i == 10 {
 					e.RemoveItem(ctx, "mud")
 				}

@@ -17,11 +17,28 @@ var (
 	// ErrInvalidRequest is returned for a draw whose count or idempotency
 	// key is out of range. Nothing was drawn.
 	ErrInvalidRequest = errors.New("rewardpool: invalid request")
-	// ErrWAL is returned when a write or fsync of the write-ahead log failed.
-	// Nothing in the failed batch was applied. The engine refuses every
-	// later write until it is closed and reopened, because after a failed
-	// fsync the kernel may have dropped the dirty pages: retrying could
-	// acknowledge data that is not on disk.
+	// ErrIdempotencyMismatch is returned for a draw whose idempotency key is
+	// remembered from a request with a different count. Nothing was drawn
+	// and the first answer stands; a new request needs a new key.
+	ErrIdempotencyMismatch = errors.New("rewardpool: idempotency key reused with a different request")
+	// ErrOutcomeUnknown is returned to every caller of a batch whose write
+	// or fsync failed. The outcome is unknown, not "nothing happened": a
+	// failed write may have left part or all of the batch in the file and
+	// a failed fsync usually leaves all of it there (in the page cache), so
+	// a reopen may replay it. Retry with the same idempotency key (after
+	// the engine is reopened) to learn the outcome without drawing twice;
+	// a retry without a key may draw a second time. The error wraps the
+	// cause.
+	ErrOutcomeUnknown = errors.New("rewardpool: outcome unknown")
+	// ErrWAL is returned for a write refused because an earlier write or
+	// fsync of the write-ahead log failed (that earlier batch answered
+	// ErrOutcomeUnknown), or because durably raising the directory's id
+	// ceilings failed before its batch reached the log: this call was not
+	// applied and wrote nothing, but the node is unhealthy. The engine refuses every write until it is
+	// closed and reopened, because after a failed fsync the kernel may have
+	// dropped the dirty pages: retrying could acknowledge data that is not
+	// on disk. Close also returns it when the log had failed, and Open when
+	// writing the initial catalog failed.
 	ErrWAL = errors.New("rewardpool: write-ahead log failed")
 	// ErrReplica is returned by Draw and the item changes on a replica: it
 	// only applies its primary's log until it is promoted.

@@ -1,12 +1,20 @@
 package rewardpool
 
-import "github.com/rewardpool/rewardpool/snapshot"
+import (
+	"unsafe"
+
+	"github.com/rewardpool/rewardpool/snapshot"
+)
 
 // idempotency remembers the answers to the most recent idempotency keys, so
 // a retried draw gets its original results instead of a second draw.
 //
 // Keys are kept in arrival order in a queue; the oldest are forgotten once
-// there are more than the window. A key that was forgotten and used again
+// there are more than the window, or once the answers' estimated memory
+// (answerCost) is over the byte budget: a key can hold up to MaxDrawCount
+// draws, so a count alone does not bound memory or snapshot size. The
+// accounting is integer arithmetic on insert and delete, nothing on the
+// lookup path. A key that was forgotten and used again
 // is in the queue twice: each answer remembers its position, and evicting
 // the old position leaves the newer answer alone. Eviction only happens
 // after a batch is durable, so undoing a failed batch never has to bring a
@@ -16,6 +24,26 @@ type idempotency struct {
 	order   []string // arrival order; order[head:] are in the window
 	head    int
 	base    uint64 // absolute position of order[0]
+
+	bytes    int64 // answerCost of every answer in answers
+	maxBytes int64 // byte budget; 0 means none (set by Open)
+}
+
+// Memory per remembered key, for the byte budget. drawBytes is the size of
+// one snapshot.Draw; the allocator rounds the draws slice up to its size
+// class, which costs up to an eighth more; keyOverhead is the rest of a
+// key's share of the heap (map entry and its slack, queue slot, the key's
+// own allocation), measured by BenchmarkIdempotencyMemory (BENCHMARKS.md)
+// and rounded up, so the budget never counts less than the heap holds.
+const (
+	drawBytes   = int64(unsafe.Sizeof(snapshot.Draw{}))
+	keyOverhead = 200
+)
+
+// answerCost is the estimated memory of one remembered answer.
+func answerCost(keyLen, draws int) int64 {
+	d := int64(draws) * drawBytes
+	return int64(keyLen) + d + d/8 + keyOverhead
 }
 
 type answer struct {
@@ -33,6 +61,12 @@ func (m *idempotency) insert(key string, draws []snapshot.Draw) {
 	if m.answers == nil {
 		m.answers = make(map[string]answer)
 	}
+	if old, ok := m.answers[key]; ok {
+		// Replaced (replay of a log where the key came again): its old
+		// queue entry no longer owns an answer.
+		m.bytes -= answerCost(len(key), len(old.draws))
+	}
+	m.bytes += answerCost(len(key), len(draws))
 	m.answers[key] = answer{draws: draws, pos: m.base + uint64(len(m.order))}
 	m.order = append(m.order, key)
 }
@@ -47,6 +81,7 @@ func (m *idempotency) unInsert(key string) {
 	}
 	if a, ok := m.answers[key]; ok && a.pos == m.base+uint64(n-1) {
 		delete(m.answers, key)
+		m.bytes -= answerCost(len(key), len(a.draws))
 	}
 	m.order[n-1] = ""
 	m.order = m.order[:n-1]
@@ -55,12 +90,14 @@ func (m *idempotency) unInsert(key string) {
 // live is how many queue entries are in the window.
 func (m *idempotency) live() int { return len(m.order) - m.head }
 
-// evict forgets the oldest keys until at most window remain.
+// evict forgets the oldest keys until at most window remain and their
+// answers fit the byte budget.
 func (m *idempotency) evict(window int) {
-	for m.live() > window {
+	for m.live() > window || (m.maxBytes > 0 && m.bytes > m.maxBytes && m.live() > 0) {
 		k := m.order[m.head]
 		if a, ok := m.answers[k]; ok && a.pos == m.base+uint64(m.head) {
 			delete(m.answers, k)
+			m.bytes -= answerCost(len(k), len(a.draws))
 		}
 		m.order[m.head] = ""
 		m.head++

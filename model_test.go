@@ -125,14 +125,24 @@ func TestModel(t *testing.T) {
 					req.IdempotencyKey = rapid.SampledFrom([]string{"k1", "k2", "k3", "k4", "k5"}).Draw(rt, "key")
 				}
 				res, err := e.Draw(ctx, req)
-				if err != nil {
-					rt.Fatalf("Draw: %v", err)
-				}
 				if prev, ok := m.keys[req.IdempotencyKey]; ok && req.IdempotencyKey != "" {
+					if len(prev) != req.Count {
+						// A remembered key with another count: refused.
+						if !errors.Is(err, ErrIdempotencyMismatch) {
+							rt.Fatalf("key %q used for %d draws, reused for %d: err = %v, want ErrIdempotencyMismatch", req.IdempotencyKey, len(prev), req.Count, err)
+						}
+						return
+					}
+					if err != nil {
+						rt.Fatalf("Draw: %v", err)
+					}
 					if !slices.Equal(prev, res) {
 						rt.Fatalf("retry of %q got %v, want %v", req.IdempotencyKey, res, prev)
 					}
 					return
+				}
+				if err != nil {
+					rt.Fatalf("Draw: %v", err)
 				}
 				if len(res) != req.Count {
 					rt.Fatalf("got %d results, want %d", len(res), req.Count)

@@ -87,6 +87,13 @@ type Options struct {
 	// IdempotencyWindow is how many idempotency keys are remembered.
 	// Default 1,000,000.
 	IdempotencyWindow int
+	// IdempotencyBytes bounds the memory of the remembered keys and their
+	// answers (an estimate: the key, 18 bytes per draw and 200 bytes per
+	// key, set from the heap measured in BENCHMARKS.md). The oldest keys are
+	// forgotten once either bound is reached. It must hold at least one
+	// answer of MaxDrawCount draws. Every snapshot holds the window too.
+	// Default 256 MiB.
+	IdempotencyBytes int64
 
 	// MailboxSize bounds the queue of requests waiting for the writer.
 	// Default 4096.
@@ -131,6 +138,7 @@ const (
 	defaultSyncInterval      = 10 * time.Millisecond
 	defaultSnapshotEvery     = 100_000
 	defaultIdempotencyWindow = 1_000_000
+	defaultIdempotencyBytes  = 256 << 20
 	defaultMailboxSize       = 4096
 	defaultMaxBatch          = 1024
 	defaultMaxDrawCount      = 10_000
@@ -188,6 +196,18 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxDrawCount == 0 {
 		o.MaxDrawCount = defaultMaxDrawCount
+	}
+	if o.IdempotencyBytes < 0 {
+		return o, bad("IdempotencyBytes", o.IdempotencyBytes, "must not be negative")
+	}
+	if o.IdempotencyBytes == 0 {
+		o.IdempotencyBytes = defaultIdempotencyBytes
+	}
+	if least := answerCost(maxKeyLen, o.MaxDrawCount); o.IdempotencyBytes < least {
+		// Smaller, and the newest answer could be forgotten at once: a
+		// retry right after a large draw would draw again.
+		return o, bad("IdempotencyBytes", o.IdempotencyBytes, fmt.Sprintf(
+			"must be at least %d to hold one answer of MaxDrawCount=%d draws under a %d-byte key", least, o.MaxDrawCount, maxKeyLen))
 	}
 	if o.KeepSegments < 0 {
 		return o, bad("KeepSegments", o.KeepSegments, "must not be negative")

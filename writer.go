@@ -68,13 +68,16 @@ const yieldBelow = 64
 // commit is the hot path: decide every call of the batch in memory, write
 // their records in one append, fsync once, then answer everyone. If the
 // write or fsync fails, every in-memory change of the batch is undone and
-// every caller gets the error: nothing that is not durable is acknowledged.
+// every caller gets ErrOutcomeUnknown: nothing that is not durable is
+// acknowledged, but the batch may still be in the file.
 func (e *Engine) commit(batch []*call) {
 	w := &e.w
 	w.recs = w.recs[:0]
 	w.adminUndo = w.adminUndo[:0]
 	start := w.mark()
 	w.promoting = false
+	wasFailed := w.failed != nil
+	logTouched := false // the batch's records reached the log's write path
 
 	draws := 0
 	if w.failed == nil {
@@ -104,6 +107,7 @@ func (e *Engine) commit(batch []*call) {
 			err = w.ident.reserve(e.fs, e.dir, w.seq, w.reqID)
 		}
 		if err == nil {
+			logTouched = true
 			err = w.wal.Append(w.recs)
 		}
 		if err == nil && e.opts.Durability == DurabilityAlways {
@@ -151,8 +155,15 @@ func (e *Engine) commit(batch []*call) {
 			c.state = e.stateCopy()
 		case c.op == opFunc:
 			c.fn()
-		case w.failed != nil && c.op.writes():
-			c.err = fmt.Errorf("%w: %w", ErrWAL, w.failed)
+		case w.failed != nil && !wasFailed && logTouched && c.op.writes() && c.err == nil:
+			// This batch's write or fsync failed: part or all of it may be
+			// in the file and come back on reopen. Callers refused by
+			// their own error (c.err) wrote nothing and keep it.
+			c.err = fmt.Errorf("%w: %w; retry with the same idempotency key", ErrOutcomeUnknown, w.failed)
+		case w.failed != nil && c.op.writes() && (wasFailed || c.err == nil):
+			// Nothing of this call reached the log: the log had failed
+			// before, or raising the ceilings failed before the append.
+			c.err = fmt.Errorf("%w: refusing writes until reopened: %w", ErrWAL, w.failed)
 		case c.op == opPromote && c.err == nil:
 			c.epoch = w.epoch
 		}
@@ -166,6 +177,11 @@ func (e *Engine) decideDraw(c *call) {
 	w := &e.w
 	if c.key != "" {
 		if prev, ok := w.idem.lookup(c.key); ok {
+			if len(prev) != c.count {
+				c.err = fmt.Errorf("%w: key %q was used for %d draws, this request asks for %d; a new request needs a new key",
+					ErrIdempotencyMismatch, c.key, len(prev), c.count)
+				return
+			}
 			for _, d := range prev {
 				c.results = append(c.results, w.result(d.RequestID, d.Slot))
 			}

@@ -27,6 +27,7 @@ const (
 	DefaultSyncInterval      = Duration(10 * time.Millisecond)
 	DefaultSnapshotEvery     = 100_000
 	DefaultIdempotencyWindow = 1_000_000
+	DefaultIdempotencyBytes  = 256 * MiB
 	DefaultCodec             = "binary"
 	DefaultStorage           = "file"
 	DefaultSegmentSize       = 64 * MiB
@@ -46,6 +47,11 @@ const (
 	MaxSegmentSize    = 1 * TiB // wal.segment_size at most this (the WAL's own bound)
 	maxPoolNameLen    = 64      // pool names become directory names
 )
+
+// MinIdempotencyBytes is the least idempotency_window_bytes: one answer of
+// MaxDrawCountLimit draws under a 256-byte key must always fit (the
+// engine's own minimum for that is about 180KiB).
+const MinIdempotencyBytes = 1 * MiB
 
 // Config is the whole server configuration, read from YAML (JSON is
 // accepted too: YAML reads it). A zero field is not a default: Load and
@@ -74,6 +80,12 @@ type Config struct {
 	// IdempotencyWindow is how many idempotency keys each pool remembers.
 	// Default 1000000.
 	IdempotencyWindow int `yaml:"idempotency_window"`
+	// IdempotencyBytes bounds the memory (and snapshot share) of each
+	// pool's remembered keys and answers, like "256MiB" (default): a key
+	// holds up to limits.max_draw_count draws, so the count alone does not
+	// bound it. The oldest keys are forgotten once either bound is reached.
+	// At least 1MiB.
+	IdempotencyBytes ByteSize `yaml:"idempotency_window_bytes"`
 	// WAL configures the write-ahead log of every pool.
 	WAL WALConfig `yaml:"wal"`
 	// Limits bound what one request may ask for.
@@ -245,6 +257,7 @@ func defaults() *Config {
 		SyncInterval:      DefaultSyncInterval,
 		SnapshotEvery:     DefaultSnapshotEvery,
 		IdempotencyWindow: DefaultIdempotencyWindow,
+		IdempotencyBytes:  DefaultIdempotencyBytes,
 		WAL: WALConfig{
 			Codec:       DefaultCodec,
 			Storage:     DefaultStorage,
@@ -277,6 +290,7 @@ func (c *Config) EngineOptions(p Pool) rewardpool.Options {
 		KeepBytes:         int64(c.WAL.KeepBytes),
 		SnapshotEvery:     c.SnapshotEvery,
 		IdempotencyWindow: c.IdempotencyWindow,
+		IdempotencyBytes:  int64(c.IdempotencyBytes),
 		MaxDrawCount:      c.Limits.MaxDrawCount,
 	}
 }

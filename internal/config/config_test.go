@@ -52,6 +52,7 @@ func TestDefault(t *testing.T) {
 		SyncInterval:      Duration(10 * time.Millisecond),
 		SnapshotEvery:     100000,
 		IdempotencyWindow: 1000000,
+		IdempotencyBytes:  256 << 20,
 		WAL:               WALConfig{Codec: "binary", Storage: "file", SegmentSize: 64 << 20},
 		Limits:            Limits{MaxDrawCount: 1000, MaxBodyBytes: 1 << 20},
 		ShutdownTimeout:   Duration(10 * time.Second),
@@ -96,6 +97,7 @@ var fullWant = Config{
 	SyncInterval:      Duration(5 * time.Millisecond),
 	SnapshotEvery:     5000,
 	IdempotencyWindow: 42,
+	IdempotencyBytes:  64 << 20,
 	WAL:               WALConfig{Codec: "jsonl", Storage: "mmap", SegmentSize: 512 << 10, KeepSegments: 3, KeepBytes: 256 << 20},
 	Limits:            Limits{MaxDrawCount: 250, MaxBodyBytes: 2 << 20},
 	AdminToken:        "admin-secret",
@@ -320,6 +322,8 @@ func TestErrors(t *testing.T) {
 		{"sync interval negative", "sync_interval: -1ms\n", 1, `sync_interval "-1ms": must be greater than zero`},
 		{"snapshot_every zero", "snapshot_every: 0\n", 1, `snapshot_every 0: must be at least 1`},
 		{"idempotency_window zero", "idempotency_window: 0\n", 1, `idempotency_window 0: must be at least 1`},
+		{"idempotency_window_bytes too small", "idempotency_window_bytes: 64KiB\n", 1, `idempotency_window_bytes "64KiB": want at least 1MiB (one answer of up to 10000 draws must fit)`},
+		{"idempotency_window_bytes not a size", "idempotency_window_bytes: lots\n", 1, `idempotency_window_bytes "lots": want a whole number of bytes`},
 		{"codec", "wal:\n  codec: xml\n", 2, `wal.codec "xml": want binary, text or jsonl`},
 		{"storage", "wal:\n  storage: tape\n", 2, `wal.storage "tape": want file or mmap`},
 		{"segment too small", "wal:\n  segment_size: 1KiB\n", 2, `wal.segment_size "1KiB": want 4KiB to 1TiB`},
@@ -534,6 +538,7 @@ func TestEngineOptions(t *testing.T) {
 		KeepBytes:         256 << 20,
 		SnapshotEvery:     5000,
 		IdempotencyWindow: 42,
+		IdempotencyBytes:  64 << 20,
 		MaxDrawCount:      250,
 	}
 	if !reflect.DeepEqual(o, want) {

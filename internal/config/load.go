@@ -361,6 +361,7 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 		{"sync_interval", scalar(p, &c.SyncInterval, `a duration like "10ms"`, ParseDuration)},
 		{"snapshot_every", p.uintf(&c.SnapshotEvery)},
 		{"idempotency_window", p.intf(&c.IdempotencyWindow)},
+		{"idempotency_window_bytes", scalar(p, &c.IdempotencyBytes, `a size like "256MiB"`, ParseByteSize)},
 		{"wal", func(v *yaml.Node, path string) {
 			if isNull(v) {
 				return

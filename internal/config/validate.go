@@ -63,6 +63,10 @@ func (c *Config) check() []problem {
 	if c.IdempotencyWindow < 1 {
 		bad("idempotency_window", c.IdempotencyWindow, "idempotency_window %d: must be at least 1", c.IdempotencyWindow)
 	}
+	if c.IdempotencyBytes < MinIdempotencyBytes {
+		bad("idempotency_window_bytes", c.IdempotencyBytes, "idempotency_window_bytes %q: want at least %s (one answer of up to %d draws must fit)",
+			c.IdempotencyBytes, MinIdempotencyBytes, MaxDrawCountLimit)
+	}
 
 	oneOf("wal.codec", c.WAL.Codec, "binary", "text", "jsonl")
 	oneOf("wal.storage", c.WAL.Storage, "file", "mmap")

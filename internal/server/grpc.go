@@ -8,6 +8,7 @@ import (
 
 	"github.com/rewardpool/rewardpool"
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -81,8 +82,17 @@ func toStatus(err error) error {
 		return nil
 	}
 	se := asError(err)
-	return status.Error(se.Code, se.Message)
+	st := status.New(se.Code, se.Message)
+	if se.Reason != "" {
+		if withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: se.Reason, Domain: errorDomain}); derr == nil {
+			st = withInfo
+		}
+	}
+	return st.Err()
 }
+
+// errorDomain is the ErrorInfo domain of the reasons this service sets.
+const errorDomain = "rewardpool.v1"
 
 // draw is the one draw path both gRPC methods use.
 func (g *grpcService) draw(ctx context.Context, req *rpv1.DrawRequest, transport string) (*rpv1.DrawResponse, error) {

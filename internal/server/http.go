@@ -121,12 +121,32 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		se = errorf(codes.ResourceExhausted, err, "request body is larger than %d bytes", tooBig.Limit)
 	}
 	s.metrics.countRequest("http", se.Code)
+	name, code := codeName(se.Code), httpStatus(se.Code)
+	if se.Reason != "" {
+		name, code = se.Reason, reasonStatus(se.Reason, code)
+	}
 	b := []byte(`{"code":`)
-	b = appendJSONString(b, codeName(se.Code))
+	b = appendJSONString(b, name)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, se.Message)
 	b = append(b, '}')
-	writeJSON(w, httpStatus(se.Code), b)
+	writeJSON(w, code, b)
+}
+
+// reasonStatus is the HTTP status of an error with a Reason, where it
+// differs from its gRPC code's status.
+func reasonStatus(reason string, byCode int) int {
+	switch reason {
+	case ReasonOutcomeUnknown:
+		// 503, as a failing disk always was; the code OUTCOME_UNKNOWN tells
+		// the client to retry only with the same idempotency key.
+		return http.StatusServiceUnavailable
+	case ReasonIdempotencyMismatch:
+		// As the IETF Idempotency-Key draft says for a key reused with a
+		// different payload.
+		return http.StatusUnprocessableEntity
+	}
+	return byCode
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {

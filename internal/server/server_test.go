@@ -556,8 +556,9 @@ func TestGRPCErrors(t *testing.T) {
 	}
 }
 
-// TestFailingDisk makes fsync fail: draws and admin changes answer 503 /
-// UNAVAILABLE and leave the state as it was.
+// TestFailingDisk makes fsync fail: the first draw's outcome is unknown
+// (503 OUTCOME_UNKNOWN: its batch may be in the log), later draws and admin
+// changes answer 503 / UNAVAILABLE, and the served state stays as it was.
 func TestFailingDisk(t *testing.T) {
 	var failSync atomic.Bool
 	boom := errors.New("injected fsync failure")
@@ -580,19 +581,19 @@ func TestFailingDisk(t *testing.T) {
 	before := ts.poolJSON("prizes", "")
 	failSync.Store(true)
 
-	for _, tc := range []struct{ name, method, path, body string }{
-		{"draw", "POST", "/v1/pools/prizes/draw", `{"count": 3}`},
-		{"draw again (poisoned)", "POST", "/v1/pools/prizes/draw", ``},
-		{"put item", "PUT", "/v1/pools/prizes/items/gold", `{"quantity": 1}`},
-		{"delete item", "DELETE", "/v1/pools/prizes/items/gold", ``},
+	for _, tc := range []struct{ name, method, path, body, code string }{
+		{"draw", "POST", "/v1/pools/prizes/draw", `{"count": 3}`, "OUTCOME_UNKNOWN"},
+		{"draw again (poisoned)", "POST", "/v1/pools/prizes/draw", ``, "UNAVAILABLE"},
+		{"put item", "PUT", "/v1/pools/prizes/items/gold", `{"quantity": 1}`, "UNAVAILABLE"},
+		{"delete item", "DELETE", "/v1/pools/prizes/items/gold", ``, "UNAVAILABLE"},
 	} {
 		t.Run("http "+tc.name, func(t *testing.T) {
 			code, body := ts.do(tc.method, tc.path, "", tc.body)
 			if code != http.StatusServiceUnavailable {
 				t.Fatalf("status %d, want 503; body %s", code, body)
 			}
-			if e := decodeError(t, body); e.Code != "UNAVAILABLE" {
-				t.Errorf("code %q, want UNAVAILABLE", e.Code)
+			if e := decodeError(t, body); e.Code != tc.code {
+				t.Errorf("code %q, want %s", e.Code, tc.code)
 			}
 			if after := ts.poolJSON("prizes", ""); after != before {
 				t.Errorf("state changed:\nbefore %s\nafter  %s", before, after)

@@ -20,10 +20,25 @@ import (
 // Error is a service error with the code both transports map from: a gRPC
 // code, an HTTP status and the stable name used in JSON bodies.
 type Error struct {
-	Code    codes.Code
+	Code codes.Code
+	// Reason, when set, names a case a client must tell apart from others
+	// with the same gRPC code: it is the JSON "code" over HTTP (instead of
+	// the code's name) and an ErrorInfo detail over gRPC.
+	Reason  string
 	Message string
 	Err     error // the cause, for errors.Is
 }
+
+// Reasons: stable names clients branch on.
+const (
+	// ReasonOutcomeUnknown: the log write or fsync of the request's batch
+	// failed; it may or may not have been applied (it may come back when
+	// the pool is reopened). Retry with the same idempotency key.
+	ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
+	// ReasonIdempotencyMismatch: the idempotency key was already used for a
+	// request with a different count. Nothing was drawn.
+	ReasonIdempotencyMismatch = "IDEMPOTENCY_KEY_MISMATCH"
+)
 
 func (e *Error) Error() string { return e.Message }
 func (e *Error) Unwrap() error { return e.Err }
@@ -56,6 +71,22 @@ func asError(err error) *Error {
 		return errorf(codes.FailedPrecondition, err, "this node is a read-only replica: send draws and admin changes to the primary")
 	case errors.Is(err, rewardpool.ErrNotReplica):
 		return errorf(codes.FailedPrecondition, err, "this node is not a replica")
+	case errors.Is(err, rewardpool.ErrOutcomeUnknown):
+		// Not UNAVAILABLE: default retry policies (gRPC service configs,
+		// proxies, client libraries) retry UNAVAILABLE blindly, and a blind
+		// retry without the idempotency key is a second draw. UNKNOWN is in
+		// no standard retryable set and says what is true: the outcome is
+		// not known. The ErrorInfo reason lets clients tell it apart from
+		// other UNKNOWN errors; over HTTP it is 503 OUTCOME_UNKNOWN.
+		se := errorf(codes.Unknown, err, "%v", err)
+		se.Reason = ReasonOutcomeUnknown
+		return se
+	case errors.Is(err, rewardpool.ErrIdempotencyMismatch):
+		// The key's first answer stands; replaying it for a request of
+		// another size would hand back an answer to a different question.
+		se := errorf(codes.FailedPrecondition, err, "%v", err)
+		se.Reason = ReasonIdempotencyMismatch
+		return se
 	case errors.Is(err, rewardpool.ErrWAL):
 		return errorf(codes.Unavailable, err, "%v", err)
 	case errors.Is(err, rewardpool.ErrClosed):
