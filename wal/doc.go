@@ -55,7 +55,7 @@
 //
 //   - file: pwrite at the end of the data, fdatasync. Optional fallocate
 //     (Options.Preallocate) so appends do not allocate blocks.
-//   - mmap: the segment is extended to SegmentSize (or to fit an oversized
+//   - mmap: the segment is reserved with fallocate to SegmentSize (or to fit an oversized
 //     batch) before it is renamed into place, mapped shared, written with
 //     copy and synced with msync(MS_SYNC) over the page-aligned dirty range.
 //
@@ -82,31 +82,72 @@
 //
 // Rotation (before a batch that would not fit) first syncs the active
 // segment, so a later segment exists only when all earlier ones are
-// durable: only the last segment can have a torn tail. The new segment is
+// durable: only the last segment can have a torn tail. (Open fsyncs the
+// segment it continues for the same reason.) The new segment is
 // built as <name>.tmp (extended, header written, fsync'ed), renamed into
 // place, and the directory fsync'ed. A crash leaves either no new segment
 // or one with a valid header.
 //
-// Open checks every header, then reads the whole last segment. Following
-// etcd, a damaged record (bad length, checksum, or cut by the end of the
-// file) followed only by zero bytes up to the end of the file is a torn
-// write: it and everything after the last Commit record are cut (file:
+// Open checks every header, then reads the whole last segment and tells a
+// torn write from damage (next section). A torn tail is cut (file:
 // truncated; mmap: zeroed and msync'ed) with a warning naming the segment,
-// offset and bytes dropped. Anything else (a damaged record with data
-// after it, a record whose checksum holds but whose seq is wrong, a bad
-// header) is corruption: Open returns a *CorruptError. A last segment left
-// with no committed record is removed if an earlier one exists. Earlier
-// segments are checked lazily, by Scan. Limit: a damaged length field that
-// points past the end of the file reads as a torn tail, as in etcd.
+// offset and bytes dropped; damage is a *CorruptError naming segment,
+// offset and seq, and start-up stops. A last segment left with no committed
+// record is removed if an earlier one exists. Then Open fsyncs the active
+// segment and the directory: what it read may be only in the page cache
+// (written before a kill -9, or left there by an fsync that failed), and a
+// later segment must never become durable on top of a tail that is not.
+// Earlier segments are checked lazily, by Scan.
 //
-// A kill -9 in the middle of copying a batch into an mmap'ed segment leaves
-// its bytes in whatever order memmove stored them, holes included. So the
-// mmap storage stores a batch's first byte (never zero in any codec) after
-// all the others, and Open reads a zero where a batch starts, followed by
-// data, as that unfinished batch: torn, cut. (A write(2) to a file that is
-// killed leaves a prefix, which the rule above already covers.) Limit: a
-// corruption that zeroes exactly the first byte of a batch in the last
-// segment reads as a torn tail too, dropping the batches after it.
+// # Torn or damaged
+//
+// The engine answers a batch only after the fsync that makes all of it
+// durable, and writes the next batch only after that. So under
+// DurabilityAlways only the last batch can be unfinished, and it was never
+// acknowledged: cutting it loses nothing anyone was told. A complete batch
+// that reads back wrong was acknowledged: cutting it would silently lose
+// draws and later reuse their request ids, so it must stop start-up.
+//
+// The assumptions, as the power-loss simulator (internal/fsys/sim) models
+// them: a power cut keeps or loses each 512-byte sector of an unsynced
+// write whole, in any order; bytes never written read as zeros (segments
+// are preallocated or extended, never recycled); a file's size comes back
+// synced or current. A kill -9 leaves a prefix of a write(2); the mmap
+// storage stores a batch's first byte last, so a copy it interrupts always
+// starts with a zero. Under these, the first damaged record after the last
+// commit record is torn when
+//
+//   - it is cut short by the end of the file, or its data ends inside it
+//     with only zeros after (a write's prefix);
+//   - a zero sits where the batch after the last commit record starts, with
+//     data after it (an mmap copy interrupted in any byte order);
+//   - some sector of it, from a 512-byte boundary, is all zeros (a sector
+//     the power cut lost), wherever in the batch that is: the zeroed sector
+//     in the middle of a 64 KiB batch is torn as surely as a missing end;
+//
+// and damaged otherwise: a checksum that fails over bytes that are all
+// there (a flipped bit), a record whose checksum holds but whose seq is
+// wrong, a bad header. Side by side:
+//
+//   - etcd (wal/decoder.go isTornEntry) calls the last entry torn when one
+//     of its sector-sized chunks is all zeros, and truncates there; other
+//     checksum failures are errors. We take the same zero-sector rule, add
+//     the write-prefix and mmap rules, and apply it to the last batch, not
+//     only the last entry (our batches are atomic).
+//   - hashicorp/raft-wal closes each batch with a commit frame carrying a
+//     checksum of the batch and drops everything after the last valid
+//     commit, torn or flipped alike. That can silently drop an acknowledged
+//     batch whose bytes rotted; we refuse instead and name the place.
+//
+// Limits, shared with etcd: damage to a record's framing (a binary length
+// byte, a text or jsonl newline) that makes it reach into the zeros after
+// the data reads as a write's prefix; a flipped bit in a record whose
+// checksum ends in a zero byte (1 in 256) does too; and a sector that a
+// disk zeroes inside an older batch of the last segment reads as a lost
+// sector, cutting the batches after it. Under DurabilityInterval and
+// DurabilityNone batches are answered before their fsync, so a cut tail
+// may hold acknowledged draws: the engine then continues request ids
+// above its ceiling (see the engine's IDENTITY file), so none is reused.
 //
 // Scan reads segment files with plain reads, up to the end of the data as
 // of the call, so it may run on another goroutine during appends. A seq
@@ -120,5 +161,22 @@
 // Repair (offline) scans everything and cuts the log at the first damage:
 // the damaged segment is copied to <name>.broken (temp file, fsync, rename,
 // fsync dir) before it is truncated back to its last Commit record, and
-// later segments are renamed to <name>.broken. A healthy log is untouched.
+// later segments are renamed to <name>.broken, then the directory is
+// fsynced. It reports every record it removed that still decodes (line
+// codecs skip a damaged line and read on; binary records after damage in
+// the same segment cannot be trusted, their deltas lost) and the bytes it
+// could not read. PlanRepair reports the same without changing anything.
+// The engine's RepairLog raises its id floors before calling Repair, so a
+// repair interrupted by a crash never lets an id be reused.
+//
+// # The file system seam
+//
+// Every file operation goes through Options.FS (internal/fsys): the
+// operating system's by default, the power-loss simulator in tests. Every
+// create, rename and remove that a recovery decision depends on is
+// followed by an fsync of its directory (fsys.Rename, fsys.Remove,
+// fsys.MkdirAll, fsys.WriteFileAtomic). The mmap storage needs a real file
+// descriptor and runs on the operating system's file system only; it
+// reserves a segment's blocks with fallocate, so a full disk is an ENOSPC
+// error at rotation, never a SIGBUS in the middle of a copy.
 package wal
