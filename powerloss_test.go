@@ -16,6 +16,7 @@ import (
 
 	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/internal/fsys/sim"
+	"github.com/rewardpool/rewardpool/snapshot"
 	"github.com/rewardpool/rewardpool/wal"
 )
 
@@ -64,14 +65,15 @@ func TestPowerLoss(t *testing.T) {
 			t.Fatalf("seed %d (rerun: REWARDPOOL_POWERLOSS_SEED=%d go test -run TestPowerLoss .): %v", seed, seed, err)
 		}
 	}
-	t.Logf("power loss: %d runs, %d cuts (%d during open), %d clean reopens, %d faults, %d repairs; "+
+	t.Logf("power loss: %d runs, %d cuts (%d during open), %d clean reopens, %d faults, %d repairs, "+
+		"%d flipped bits (%d refused at start, then repaired); "+
 		"%d acknowledged draws checked after %d restarts, %d unacknowledged calls; %s",
-		runs, total.cuts, total.cutsInOpen, total.clean, total.faults, total.repairs,
+		runs, total.cuts, total.cutsInOpen, total.clean, total.faults, total.repairs, total.flips, total.refused,
 		total.checked, total.restarts, total.unacked, time.Since(start).Round(time.Millisecond))
 }
 
 type plStats struct {
-	cuts, cutsInOpen, clean, faults, repairs, restarts, checked, unacked int
+	cuts, cutsInOpen, clean, faults, repairs, restarts, checked, unacked, flips, refused int
 }
 
 func (s *plStats) add(o plStats) {
@@ -83,6 +85,8 @@ func (s *plStats) add(o plStats) {
 	s.restarts += o.restarts
 	s.checked += o.checked
 	s.unacked += o.unacked
+	s.flips += o.flips
+	s.refused += o.refused
 }
 
 // plRun is the state of one run: the file system and what was acknowledged.
@@ -129,7 +133,91 @@ func powerLossRun(seed uint64, cuts int) (plStats, error) {
 			return r.stats, fmt.Errorf("cycle %d: %w", c, err)
 		}
 	}
+	if seed%3 == 0 {
+		if err := r.flipPhase(); err != nil {
+			return r.stats, fmt.Errorf("flipped bit: %w", err)
+		}
+	}
 	return r.stats, nil
+}
+
+// flipPhase damages acknowledged data: it flips a bit inside the records
+// of a sealed log segment. A start that reads the damage must refuse with
+// a *wal.CorruptError naming the segment; one that does not need it (a
+// snapshot covers it) may start. Then `wal repair` cuts the log there and
+// the next start must hand out ids above every id ever acknowledged.
+func (r *plRun) flipPhase() error {
+	var segs []string
+	ents, err := r.fs.ReadDir(r.dir + "/" + walDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".wal") {
+			segs = append(segs, e.Name())
+		}
+	}
+	if len(segs) < 2 {
+		return nil
+	}
+	// A sealed segment (not the last one). So that the start has to read
+	// it, the snapshots go too when the log alone holds the whole history
+	// (it starts at seq 1): the start then replays everything.
+	if segs[0] == fmt.Sprintf("%020d.wal", 1) {
+		infos, _ := snapshot.In(r.fs, r.dir+"/"+snapDir).List()
+		for _, in := range infos {
+			if err := r.fs.Remove(r.dir + "/" + snapDir + "/" + in.Name); err != nil {
+				return err
+			}
+		}
+	}
+	seg := segs[r.rng.IntN(len(segs)-1)]
+	path := r.dir + "/" + walDir + "/" + seg
+	data, err := fsys.ReadFile(r.fs, path)
+	if err != nil {
+		return err
+	}
+	end := len(data)
+	for end > wal.HeaderSize && data[end-1] == 0 {
+		end--
+	}
+	if end <= wal.HeaderSize+1 {
+		return nil
+	}
+	off := int64(wal.HeaderSize + 1 + r.rng.IntN(end-wal.HeaderSize-1))
+	if err := r.fs.FlipBit(path, off, uint(r.rng.IntN(8))); err != nil {
+		return err
+	}
+	r.stats.flips++
+	e, err := Open(r.dir, r.opts)
+	var ce *wal.CorruptError
+	switch {
+	case errors.As(err, &ce):
+		if ce.Segment != seg {
+			return fmt.Errorf("damage in %s reported in %s: %v", seg, ce.Segment, err)
+		}
+		r.stats.refused++
+	case err != nil:
+		return fmt.Errorf("open with a flipped bit in %s: want a *wal.CorruptError, got %w", seg, err)
+	default:
+		e.Close() // the damage lies before the snapshot: never read
+	}
+	if _, err := repairLog(r.fs, r.dir, quietLogger()); err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	e, err = Open(r.dir, r.opts)
+	if err != nil {
+		return fmt.Errorf("open after repair: %w", err)
+	}
+	defer e.Close()
+	res, err := e.Draw(ctx, DrawRequest{})
+	if err != nil {
+		return err
+	}
+	if res[0].RequestID <= r.maxID {
+		return fmt.Errorf("after repair request id %d, reusing ids up to %d", res[0].RequestID, r.maxID)
+	}
+	return nil
 }
 
 // cycle opens the engine, runs a random workload that ends in a power cut,

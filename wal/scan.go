@@ -80,8 +80,17 @@ func (l *Log) scanSegment(seg segment, limit int64, from, last uint64, rec *Reco
 	}
 	r := newSegReader(f, seg, limit)
 	for {
-		_, err := r.read(rec)
-		if err == io.EOF || err == errEnd {
+		off, err := r.read(rec)
+		if err == errEnd {
+			// A zero where a record starts ends the data, unless data
+			// follows it: then a record's first byte was damaged to zero.
+			if zero, zerr := allZero(f, off, min(off+4096, limit)); zerr == nil && !zero {
+				return 0, &CorruptError{Segment: seg.name, Offset: off, Seq: r.next,
+					Reason: "zero byte where a record starts, with data after it"}
+			}
+			return r.next, nil
+		}
+		if err == io.EOF {
 			return r.next, nil
 		}
 		if re, ok := err.(*recordError); ok {
