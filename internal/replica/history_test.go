@@ -1,0 +1,56 @@
+package replica
+
+import (
+	"testing"
+
+	"github.com/rewardpool/rewardpool"
+)
+
+func TestJudge(t *testing.T) {
+	g1a, g1b := uint64(1)<<32|7, uint64(1)<<32|9
+	g2 := rewardpool.NextEpoch(g1a)
+	h := func(first, last uint64, runs ...EpochRun) History {
+		return History{First: first, Last: last, Runs: runs}
+	}
+	cases := []struct {
+		name       string
+		own, up    History
+		want       Verdict
+		wantCommon uint64
+	}{
+		{"upstream behind in the same epoch", h(1, 100, EpochRun{1, 1}), h(1, 80, EpochRun{1, 1}), Behind, 0},
+		{"upstream newer epoch parted at 81", h(1, 100, EpochRun{1, 1}), h(1, 120, EpochRun{1, 1}, EpochRun{g1a, 81}), Cut, 80},
+		{"upstream newer, shorter than us", h(1, 100, EpochRun{1, 1}), h(1, 85, EpochRun{1, 1}, EpochRun{g1a, 81}), Cut, 80},
+		{"stale upstream", h(1, 120, EpochRun{1, 1}, EpochRun{g1a, 81}), h(1, 100, EpochRun{1, 1}), UpstreamOlder, 80},
+		{"stale upstream that stops before our epoch", h(1, 120, EpochRun{1, 1}, EpochRun{g1a, 81}), h(1, 70, EpochRun{1, 1}), UpstreamOlder, 70},
+		{"split brain", h(1, 90, EpochRun{1, 1}, EpochRun{g1a, 81}), h(1, 95, EpochRun{1, 1}, EpochRun{g1b, 81}), SplitBrain, 80},
+		{"split brain, resolved by a later generation", h(1, 90, EpochRun{1, 1}, EpochRun{g1a, 81}),
+			h(1, 200, EpochRun{1, 1}, EpochRun{g1b, 81}, EpochRun{g2, 150}), SplitBrain, 80},
+		{"newer generation after ours", h(1, 90, EpochRun{1, 1}, EpochRun{g1a, 81}),
+			h(1, 200, EpochRun{1, 1}, EpochRun{g1a, 81}, EpochRun{g2, 86}), Cut, 85},
+		{"legacy counters", h(1, 50, EpochRun{1, 1}), h(1, 60, EpochRun{1, 1}, EpochRun{2, 41}), Cut, 40},
+		{"no seq in common", h(50, 60, EpochRun{1, 50}), h(1, 40, EpochRun{2, 1}), Unknown, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, common := Judge(c.own, c.up)
+			if v != c.want || (v != Behind && v != Unknown && common != c.wantCommon) {
+				t.Fatalf("Judge = %v at %d, want %v at %d", v, common, c.want, c.wantCommon)
+			}
+		})
+	}
+}
+
+func TestHistoryString(t *testing.T) {
+	for _, h := range []History{{}, {First: 1, Last: 9, Runs: []EpochRun{{1, 1}, {1<<32 | 5, 4}}}, {First: 7, Last: 7, Runs: []EpochRun{{3, 7}}}} {
+		got, err := ParseHistory(h.String())
+		if err != nil || got.String() != h.String() {
+			t.Fatalf("round trip of %q: %q, %v", h.String(), got.String(), err)
+		}
+	}
+	for _, bad := range []string{"", "1-2", "2-1:1@2", "1-9:1@2", "1-9:2@1,1@4", "1-9:1@1,2@1", "x-9:1@1"} {
+		if _, err := ParseHistory(bad); err == nil {
+			t.Errorf("ParseHistory(%q) accepted", bad)
+		}
+	}
+}
