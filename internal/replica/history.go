@@ -196,6 +196,11 @@ func Judge(own, up History) (v Verdict, common uint64) {
 		}
 		return Unknown, 0
 	}
+	if d > 1 && d == max(own.First, up.First) {
+		// The first seq both hold already differs: where the logs part
+		// is somewhere before it, not known.
+		return Unknown, 0
+	}
 	eo, eu := own.At(d), up.At(d)
 	switch g := rewardpool.EpochGeneration(eu); {
 	case g > 0 && g == rewardpool.EpochGeneration(eo):

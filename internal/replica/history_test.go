@@ -30,6 +30,9 @@ func TestJudge(t *testing.T) {
 			h(1, 200, EpochRun{1, 1}, EpochRun{g1a, 81}, EpochRun{g2, 86}), Cut, 85},
 		{"legacy counters", h(1, 50, EpochRun{1, 1}), h(1, 60, EpochRun{1, 1}, EpochRun{2, 41}), Cut, 40},
 		{"no seq in common", h(50, 60, EpochRun{1, 50}), h(1, 40, EpochRun{2, 1}), Unknown, 0},
+		{"parting point before the upstream's oldest record", h(1, 100, EpochRun{1, 1}), h(60, 150, EpochRun{g1a, 60}), Unknown, 0},
+		{"parting point before our oldest record", h(60, 100, EpochRun{1, 60}), h(1, 150, EpochRun{1, 1}, EpochRun{g1a, 50}), Unknown, 0},
+		{"both start at seq 1 in different epochs", h(1, 10, EpochRun{1, 1}), h(1, 10, EpochRun{2, 1}), Cut, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
