@@ -298,9 +298,25 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	if err := node.st.AddSink(name, sink, from); err != nil {
 		return status.Errorf(codes.Unavailable, "pool %q: %v", req.GetPool(), err)
 	}
-	select {
-	case <-ss.Context().Done():
-	case <-sink.done:
+	// The two nodes may have started following each other at the same
+	// moment, before either knew the other's identity: look again now and
+	// then, and end the stream once this node learns that it follows the
+	// requester.
+	var cycleErr error
+	recheck := time.NewTicker(cycleRecheck)
+	defer recheck.Stop()
+wait:
+	for {
+		select {
+		case <-ss.Context().Done():
+			break wait
+		case <-sink.done:
+			break wait
+		case <-recheck.C:
+			if cycleErr = s.checkCycle(ss.Context(), req.GetPool()); cycleErr != nil {
+				break wait
+			}
+		}
 	}
 	var sinkErr error
 	for _, st := range node.st.Stats().Sinks {
@@ -310,6 +326,8 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	}
 	node.st.RemoveSink(name)
 	switch {
+	case cycleErr != nil:
+		return cycleErr
 	case ss.Context().Err() != nil:
 		return status.FromContextError(ss.Context().Err()).Err()
 	case errors.Is(sinkErr, wal.ErrGap):
@@ -321,6 +339,10 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 }
 
 var errStopProbe = errors.New("probe done")
+
+// cycleRecheck is how often an open StreamWAL checks again whether its
+// requester has become this node's upstream.
+const cycleRecheck = 500 * time.Millisecond
 
 // newNodeID is a random process identity.
 func newNodeID() string {
