@@ -85,6 +85,7 @@ type poolState struct {
 	connected  atomic.Bool
 	diverged   atomic.Bool // the primary refused us: our log has parted from its
 	refused    atomic.Pointer[string]
+	hist       HistoryCache // our log's epochs, read again only where it grew
 	// behindSince is when (unix ns) this pool last stopped being caught up:
 	// a record arrived that is not applied yet, or the stream dropped.
 	// 0 while caught up.
@@ -481,7 +482,7 @@ func (f *Follower) judge(ps *poolState, de *divergedError) (common uint64, ok bo
 		f.refuse(ps, err.Error())
 		return 0, false
 	}
-	own, err := LogHistory(eng)
+	own, err := ps.hist.Get(eng)
 	if err != nil {
 		f.refuse(ps, err.Error())
 		return 0, false

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/rewardpool/rewardpool"
 	"github.com/rewardpool/rewardpool/wal"
@@ -75,6 +76,56 @@ func LogHistory(e *rewardpool.Engine) (History, error) {
 		return History{First: last, Last: last, Runs: []EpochRun{{Epoch: e.Epoch(), First: last}}}, nil
 	}
 	return h, nil
+}
+
+// HistoryCache keeps one engine's History between calls and reads only the
+// records written since the last call, so a follower that keeps asking
+// (say, every 2 s while refused) does not make either side read its whole
+// log each time. The zero value is ready; it is safe for concurrent use.
+type HistoryCache struct {
+	mu  sync.Mutex
+	eng *rewardpool.Engine
+	h   History
+}
+
+// Get returns the engine's current History.
+func (c *HistoryCache) Get(e *rewardpool.Engine) (History, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := e.FirstLogSeq()
+	if c.eng != e || first == 0 || c.h.Last == 0 || first > c.h.Last+1 || first < c.h.First {
+		h, err := LogHistory(e)
+		if err != nil {
+			return History{}, err
+		}
+		c.eng, c.h = e, h
+		return h, nil
+	}
+	// Segments before first were removed: forget their runs.
+	if first > c.h.First {
+		i := 0
+		for i+1 < len(c.h.Runs) && c.h.Runs[i+1].First <= first {
+			i++
+		}
+		c.h.Runs = append([]EpochRun(nil), c.h.Runs[i:]...)
+		c.h.Runs[0].First, c.h.First = first, first
+	}
+	if e.LastSeq() > c.h.Last {
+		runs := append([]EpochRun(nil), c.h.Runs...)
+		last := c.h.Last
+		err := e.ScanLog(last+1, func(r *wal.Record) error {
+			if runs[len(runs)-1].Epoch != r.Epoch {
+				runs = append(runs, EpochRun{Epoch: r.Epoch, First: r.Seq})
+			}
+			last = r.Seq
+			return nil
+		})
+		if err != nil {
+			return History{}, fmt.Errorf("read the epochs of the log: %w", err)
+		}
+		c.h.Runs, c.h.Last = runs, last
+	}
+	return c.h, nil
 }
 
 // FirstDifference returns the first seq that both histories hold where

@@ -1,9 +1,12 @@
 package replica
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	"github.com/rewardpool/rewardpool"
+	"github.com/rewardpool/rewardpool/wal"
 )
 
 func TestJudge(t *testing.T) {
@@ -55,5 +58,66 @@ func TestHistoryString(t *testing.T) {
 		if _, err := ParseHistory(bad); err == nil {
 			t.Errorf("ParseHistory(%q) accepted", bad)
 		}
+	}
+}
+
+// The cache reads only what was written since its last call and agrees
+// with a full read, across a promotion (a new epoch run).
+func TestHistoryCache(t *testing.T) {
+	ctx := context.Background()
+	items := []rewardpool.Item{{ID: "a", Quantity: -1, Weight: rewardpool.WeightUnit}}
+	p, err := rewardpool.Open(t.TempDir(), rewardpool.Options{Items: items, Durability: rewardpool.DurabilityNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r, err := rewardpool.Open(t.TempDir(), rewardpool.Options{Replica: true, Durability: rewardpool.DurabilityNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var c HistoryCache
+	check := func(when string) {
+		t.Helper()
+		got, err := c.Get(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := LogHistory(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Fatalf("%s: cached %s, full read %s", when, got, want)
+		}
+	}
+	check("empty")
+	ship := func() {
+		t.Helper()
+		var recs []wal.Record
+		if err := p.ScanLog(r.LastSeq()+1, func(rec *wal.Record) error { recs = append(recs, *rec); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Apply(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		if _, err := p.Draw(ctx, rewardpool.DrawRequest{Count: 2}); err != nil {
+			t.Fatal(err)
+		}
+		ship()
+		check(fmt.Sprintf("after batch %d", i))
+	}
+	if _, err := r.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after the promotion")
+	if _, err := r.Draw(ctx, rewardpool.DrawRequest{Count: 3}); err != nil {
+		t.Fatal(err)
+	}
+	check("after draws in the new epoch")
+	if h, _ := c.Get(r); len(h.Runs) != 2 || h.Runs[1].Epoch != r.Epoch() {
+		t.Fatalf("history %s, want two runs ending in epoch %d", h, r.Epoch())
 	}
 }

@@ -268,7 +268,7 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	node := ent.node.Load()
 	from := max(req.GetFromSeq(), 1)
 	last := node.eng.LastSeq()
-	if err := checkContinuity(ss, node.eng, req.GetPool(), from, req.GetLastEpoch()); err != nil {
+	if err := checkContinuity(ss, node, req.GetPool(), from, req.GetLastEpoch()); err != nil {
 		return err
 	}
 	if from > last+1 {
@@ -390,10 +390,11 @@ func (s *Server) checkCycle(ctx context.Context, pool string) error {
 // log at a known seq (replica.Judge). Where our record at from-1 is no
 // longer on disk, the check falls back to the epochs: a requester in a
 // newer epoch than ours is not ours to feed.
-func checkContinuity(ss grpc.ServerStream, e *rewardpool.Engine, pool string, from, lastEpoch uint64) error {
+func checkContinuity(ss grpc.ServerStream, node *poolNode, pool string, from, lastEpoch uint64) error {
 	if from <= 1 || lastEpoch == 0 {
 		return nil
 	}
+	e := node.eng
 	prev, last := from-1, e.LastSeq()
 	if prev <= last {
 		if first := e.FirstLogSeq(); first == 0 || prev < first {
@@ -420,7 +421,7 @@ func checkContinuity(ss grpc.ServerStream, e *rewardpool.Engine, pool string, fr
 			"(epoch %d) and the requester's at %d in the same epoch; it cannot be followed until it has caught up, "+
 			"and the requester must not cut its records", pool, last, lastEpoch, prev)
 	}
-	h, err := replica.LogHistory(e)
+	h, err := node.hist.Get(e)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "pool %q: %v", pool, err)
 	}
