@@ -133,7 +133,8 @@ func (e *Engine) promoted() {
 	}
 	e.w.replica = false
 	e.replica.Store(false)
-	e.log.Info("rewardpool: promoted to primary", "dir", e.dir, "epoch", e.w.epoch, "seq", e.w.seq,
+	e.log.Info("rewardpool: promoted to primary", "dir", e.dir, "epoch", e.w.epoch,
+		"generation", EpochGeneration(e.w.epoch), "seq", e.w.seq,
 		"last_request_id", e.w.reqID)
 }
 
