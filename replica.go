@@ -2,6 +2,8 @@ package rewardpool
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -91,9 +93,37 @@ func (e *Engine) decidePromote() error {
 	// used: a promoted replica continues above them too.
 	w.reqID = max(w.reqID, w.ident.FloorID)
 	w.seq++
-	w.epoch++
+	w.epoch = NextEpoch(w.epoch)
 	w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindEpoch, Item: -1})
 	return nil
+}
+
+// An epoch is a uint64 in two parts: the generation (a counter that each
+// promotion raises by one) in the high 32 bits, and a random tag in the low
+// 32 bits chosen by the promoting node. Ordering epochs as numbers orders
+// them by generation first, so a later promotion is always newer; the tag
+// makes two promotions of the same generation (two replicas of one primary
+// promoted apart: a split brain) two different epochs, so that a follower
+// can tell their histories apart by (epoch, seq). The first epoch of a new
+// log is 1 (generation 0), as before; logs written before this scheme hold
+// small counters, all generation 0, still ordered by value.
+const epochTagBits = 32
+
+// EpochGeneration returns the promotion count part of an epoch.
+func EpochGeneration(epoch uint64) uint64 { return epoch >> epochTagBits }
+
+// NextEpoch returns a new epoch one generation after prev, with a random
+// non-zero tag.
+func NextEpoch(prev uint64) uint64 {
+	var b [4]byte
+	var tag uint32
+	for tag == 0 {
+		if _, err := crand.Read(b[:]); err != nil {
+			panic("rewardpool: crypto/rand failed: " + err.Error())
+		}
+		tag = binary.LittleEndian.Uint32(b[:])
+	}
+	return (EpochGeneration(prev)+1)<<epochTagBits | uint64(tag)
 }
 
 // promoted runs once the EPOCH record is durable.
@@ -103,7 +133,8 @@ func (e *Engine) promoted() {
 	}
 	e.w.replica = false
 	e.replica.Store(false)
-	e.log.Info("rewardpool: promoted to primary", "dir", e.dir, "epoch", e.w.epoch, "seq", e.w.seq,
+	e.log.Info("rewardpool: promoted to primary", "dir", e.dir, "epoch", e.w.epoch,
+		"generation", EpochGeneration(e.w.epoch), "seq", e.w.seq,
 		"last_request_id", e.w.reqID)
 }
 

@@ -228,11 +228,11 @@ func TestReplicaBootstrapAndPromote(t *testing.T) {
 	last := mustState(t, p).LastRequestID
 
 	epoch, err := r.Promote(ctx)
-	if err != nil || epoch != 2 {
-		t.Fatalf("Promote = %d, %v; want epoch 2", epoch, err)
+	if err != nil || EpochGeneration(epoch) != 1 || epoch <= 1 {
+		t.Fatalf("Promote = %d, %v; want an epoch of generation 1", epoch, err)
 	}
-	if r.Epoch() != 2 {
-		t.Fatalf("Epoch() = %d after promotion, want 2", r.Epoch())
+	if r.Epoch() != epoch {
+		t.Fatalf("Epoch() = %d after promotion, want %d", r.Epoch(), epoch)
 	}
 	if r.IsReplica() {
 		t.Fatal("still a replica after Promote")
@@ -242,8 +242,8 @@ func TestReplicaBootstrapAndPromote(t *testing.T) {
 		t.Fatalf("first id after promotion %d, want %d", res[0].RequestID, last+1)
 	}
 	st := mustState(t, r)
-	if st.Epoch != 2 || st.Seq != ps+3 {
-		t.Fatalf("after promotion: epoch %d seq %d, want 2 and %d", st.Epoch, st.Seq, ps+3)
+	if st.Epoch != epoch || st.Seq != ps+3 {
+		t.Fatalf("after promotion: epoch %d seq %d, want %d and %d", st.Epoch, st.Seq, epoch, ps+3)
 	}
 	if _, err := r.Promote(ctx); !errors.Is(err, ErrNotReplica) {
 		t.Fatalf("second Promote = %v, want ErrNotReplica", err)
@@ -255,7 +255,41 @@ func TestReplicaBootstrapAndPromote(t *testing.T) {
 	ro := replicaOptions()
 	ro.Replica = false
 	r = mustOpen(t, rdir, ro)
-	if st := mustState(t, r); st.Epoch != 2 || st.LastRequestID != last+2 {
+	if st := mustState(t, r); st.Epoch != epoch || st.LastRequestID != last+2 {
 		t.Fatalf("after restart: %+v", st)
+	}
+}
+
+// Issue 8, defect 4: two replicas of one primary, both promoted (a split
+// brain), must start two different epochs of the same generation, so a
+// follower can tell their histories apart by (epoch, seq); each is newer
+// than the primary's epoch.
+func TestPromotionsNeverShareAnEpoch(t *testing.T) {
+	p := mustOpen(t, t.TempDir(), testOptions())
+	defer p.Close()
+	var recs []wal.Record
+	if err := p.ScanLog(1, func(rec *wal.Record) error { recs = append(recs, *rec); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	for i := range 8 {
+		r := mustOpen(t, t.TempDir(), replicaOptions())
+		if err := r.Apply(ctx, recs); err != nil {
+			t.Fatalf("replica %d: apply: %v", i, err)
+		}
+		epoch, err := r.Promote(ctx)
+		if err != nil {
+			t.Fatalf("replica %d: promote: %v", i, err)
+		}
+		if seen[epoch] {
+			t.Fatalf("replica %d: epoch %d was already started by another promotion", i, epoch)
+		}
+		seen[epoch] = true
+		if epoch <= p.Epoch() || EpochGeneration(epoch) != EpochGeneration(p.Epoch())+1 {
+			t.Fatalf("replica %d: epoch %d (generation %d) after the primary's %d", i, epoch, EpochGeneration(epoch), p.Epoch())
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +45,11 @@ type Config struct {
 	// ID names this replica to the primary in acks (the address it
 	// listens on). Empty: no acks, so the primary's min_sync_replicas
 	// never counts this replica.
-	ID     string
+	ID string
+	// NodeID is this node's identity (random, per process), sent with
+	// every call so an upstream can refuse a cycle: a node that follows
+	// this node cannot also be followed by it.
+	NodeID string
 	Host   Host
 	Logger *slog.Logger
 	// BaseBackoff is the first reconnect delay (default 50ms); it doubles
@@ -66,6 +69,10 @@ type PoolStatus struct {
 	Lag        uint64 // PrimarySeq - AppliedSeq when known
 	Bootstraps uint64
 	Diverged   bool // the primary refused this pool: its log has parted from the primary's
+	// Refused is why the upstream last refused to stream this pool (it is
+	// behind this node, they would follow each other, or the logs parted
+	// in a way that cutting cannot fix); "" once a stream is open.
+	Refused string
 	// LagSeconds is how long the pool has not been caught up: since the
 	// oldest received record not yet applied arrived, or since the stream
 	// from the primary dropped. 0 while caught up.
@@ -77,6 +84,8 @@ type poolState struct {
 	primarySeq atomic.Uint64
 	connected  atomic.Bool
 	diverged   atomic.Bool // the primary refused us: our log has parted from its
+	refused    atomic.Pointer[string]
+	hist       HistoryCache // our log's epochs, read again only where it grew
 	// behindSince is when (unix ns) this pool last stopped being caught up:
 	// a record arrived that is not applied yet, or the stream dropped.
 	// 0 while caught up.
@@ -98,6 +107,8 @@ type Follower struct {
 
 	mu    sync.Mutex
 	pools []*poolState
+
+	upstreamID atomic.Pointer[string] // the upstream's node identity, once heard
 }
 
 // New dials (lazily) the primary. Nothing is followed until Start.
@@ -128,16 +139,44 @@ func New(cfg Config) (*Follower, error) {
 		rp: rpv1.NewRewardPoolClient(conn), ctx: ctx, cancel: cancel}, nil
 }
 
+// NodeIDKey is the metadata key in which a node names itself: in requests
+// (the follower) and in response headers and trailers (the upstream).
+const NodeIDKey = "rewardpool-node-id"
+
 func (f *Follower) outgoing(ctx context.Context) context.Context {
+	if f.cfg.NodeID != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, NodeIDKey, f.cfg.NodeID)
+	}
 	if f.cfg.Token == "" {
 		return ctx
 	}
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+f.cfg.Token)
 }
 
+// heard records the upstream's identity from a response's metadata.
+func (f *Follower) heard(md metadata.MD) {
+	if v := md.Get(NodeIDKey); len(v) == 1 && v[0] != "" {
+		if p := f.upstreamID.Load(); p == nil || *p != v[0] {
+			id := v[0]
+			f.upstreamID.Store(&id)
+		}
+	}
+}
+
+// UpstreamID is the identity of the node this follower follows, once it
+// has answered ("" before).
+func (f *Follower) UpstreamID() string {
+	if p := f.upstreamID.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // ListPools asks the primary for its pool names.
 func (f *Follower) ListPools(ctx context.Context) ([]string, error) {
-	resp, err := f.rp.ListPools(f.outgoing(ctx), &rpv1.ListPoolsRequest{})
+	var hdr metadata.MD
+	resp, err := f.rp.ListPools(f.outgoing(ctx), &rpv1.ListPoolsRequest{}, grpc.Header(&hdr))
+	f.heard(hdr)
 	if err != nil {
 		return nil, fmt.Errorf("replica: list pools of %s: %w", f.cfg.Primary, err)
 	}
@@ -189,6 +228,9 @@ func (f *Follower) Status() []PoolStatus {
 	for _, ps := range pools {
 		st := PoolStatus{Name: ps.name, PrimarySeq: ps.primarySeq.Load(), Connected: ps.connected.Load(),
 			Bootstraps: ps.bootstraps.Load(), Diverged: ps.diverged.Load()}
+		if r := ps.refused.Load(); r != nil {
+			st.Refused = *r
+		}
 		if e, err := f.cfg.Host.Engine(ps.name); err == nil {
 			st.AppliedSeq = e.LastSeq()
 		}
@@ -222,27 +264,32 @@ func (f *Follower) follow(ps *poolState) {
 				progressed = true
 			}
 		} else if de := (*divergedError)(nil); errors.As(err, &de) {
-			// Our log holds records the primary never committed, after
-			// the seq where both agree: save them for audit, cut them,
-			// and follow from there.
-			if cerr := f.cutTail(ps, de.common); cerr != nil {
-				// Retrying would reopen the pool and fail the same way:
-				// stop following it until an operator steps in.
-				ps.diverged.Store(true)
-				f.log.Error("replica: cutting the divergent tail failed; this pool no longer follows the primary", "pool", ps.name,
-					"common_seq", de.common, "err", cerr)
-				return
-			} else {
+			// The upstream's log differs from ours: judge by (epoch, seq)
+			// on our own log whether to cut (only for a newer epoch that
+			// parted from our log at a known seq) or to refuse.
+			cut, ok := f.judge(ps, de)
+			if ok {
+				if cerr := f.cutTail(ps, cut); cerr != nil {
+					// Retrying would reopen the pool and fail the same
+					// way: stop following it until an operator steps in.
+					ps.diverged.Store(true)
+					f.log.Error("replica: cutting the divergent tail failed; this pool no longer follows the primary", "pool", ps.name,
+						"common_seq", cut, "err", cerr)
+					return
+				}
 				progressed = true
+			} else {
+				backoff = f.cfg.MaxBackoff
 			}
-		} else if status.Code(err) == codes.Aborted {
-			// Our log holds records the primary never committed. Applying
-			// its records on top would build a different state, so this
-			// pool stops following until an operator resolves it.
-			ps.diverged.Store(true)
-			f.log.Error("replica: this pool's log has parted from the primary's; not following it. "+
-				"Save the divergent tail and rebuild the pool from the primary (remove its data directory to bootstrap from a snapshot)",
-				"pool", ps.name, "primary", f.cfg.Primary, "err", err)
+		} else if status.Code(err) == codes.Aborted || status.Code(err) == codes.FailedPrecondition {
+			// The upstream refused to stream to us (it is behind us, we
+			// would follow each other, or it is the older history).
+			// Nothing is cut; we keep asking, slowly, in case it catches
+			// up or the operator repoints one of us.
+			if status.Code(err) == codes.Aborted {
+				ps.diverged.Store(true)
+			}
+			f.refuse(ps, status.Convert(err).Message())
 			backoff = f.cfg.MaxBackoff
 		} else if err != nil {
 			f.log.Warn("replica: stream from primary ended; reconnecting", "pool", ps.name,
@@ -286,19 +333,25 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 	}
 	// A refusal arrives with the status, at Header or at the first Recv.
 	refused := func(err error) error {
+		tr := stream.Trailer()
+		f.heard(tr)
 		if status.Code(err) == codes.Aborted {
-			if v := stream.Trailer().Get(commonSeqKey); len(v) == 1 {
-				if common, perr := strconv.ParseUint(v[0], 10, 64); perr == nil {
-					return &divergedError{common: common, err: err}
+			if v := tr.Get(HistoryKey); len(v) == 1 {
+				if h, perr := ParseHistory(v[0]); perr == nil {
+					return &divergedError{up: h, err: err}
 				}
 			}
 		}
 		return err
 	}
-	if _, err := stream.Header(); err != nil {
+	hdr, err := stream.Header()
+	if err != nil {
 		return false, refused(err)
 	}
+	f.heard(hdr)
 	ps.connected.Store(true)
+	ps.refused.Store(nil)
+	ps.diverged.Store(false)
 	f.log.Info("replica: following primary", "pool", ps.name, "primary", f.cfg.Primary, "from_seq", from)
 
 	// A reader goroutine keeps the next records coming while Apply runs.
@@ -398,19 +451,70 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 // ackTick is how often a follower re-checks its durable seq for acks.
 const ackTick = 5 * time.Millisecond
 
-// commonSeqKey is the trailer in which the primary says how far our logs
-// agree (see the server's StreamWAL).
-const commonSeqKey = "rewardpool-common-seq"
+// HistoryKey is the trailer of an ABORTED StreamWAL in which the upstream
+// sends its log's epoch history (History.String), so the follower can
+// find on its own log where the two part.
+const HistoryKey = "rewardpool-epoch-history"
 
-// divergedError is the primary's refusal to stream onto our log, with the
-// last seq both logs agree on.
+// divergedError is the upstream's refusal to stream onto our log, with
+// the upstream's epoch history.
 type divergedError struct {
-	common uint64
-	err    error
+	up  History
+	err error
 }
 
 func (e *divergedError) Error() string { return e.err.Error() }
 func (e *divergedError) Unwrap() error { return e.err }
+
+// refuse records and logs why the upstream does not stream this pool.
+func (f *Follower) refuse(ps *poolState, why string) {
+	ps.refused.Store(&why)
+	f.log.Error("replica: the upstream refused to stream this pool; nothing was cut, retrying slowly",
+		"pool", ps.name, "upstream", f.cfg.Primary, "reason", why)
+}
+
+// judge decides what to do about an upstream whose log differs from ours:
+// ok with the seq to cut after only when the upstream's history is a newer
+// epoch that parted from our log at a known seq.
+func (f *Follower) judge(ps *poolState, de *divergedError) (common uint64, ok bool) {
+	eng, err := f.cfg.Host.Engine(ps.name)
+	if err != nil {
+		f.refuse(ps, err.Error())
+		return 0, false
+	}
+	own, err := ps.hist.Get(eng)
+	if err != nil {
+		f.refuse(ps, err.Error())
+		return 0, false
+	}
+	v, common := Judge(own, de.up)
+	switch v {
+	case Cut:
+		return common, true
+	case Behind:
+		f.refuse(ps, fmt.Sprintf("the upstream's log ends at seq %d, behind this node's %d in the same history: "+
+			"it cannot be followed until it has caught up (nothing was cut; point this node at a node at least as far along, or promote it)",
+			de.up.Last, own.Last))
+	case UpstreamOlder:
+		ps.diverged.Store(true)
+		f.refuse(ps, fmt.Sprintf("this node's log is the newer history (epoch %d from seq %d, the upstream's is epoch %d there): "+
+			"it must not follow an older history (a stale former primary?); nothing was cut",
+			own.At(common+1), common+1, de.up.At(common+1)))
+	case SplitBrain:
+		ps.diverged.Store(true)
+		f.refuse(ps, fmt.Sprintf("the logs part at seq %d into two epochs of the same generation (%d here, %d upstream): "+
+			"two replicas were promoted from one primary; neither history is newer, nothing was cut. "+
+			"Choose the survivor and rebuild this pool from it (move its data directory away to bootstrap from a snapshot)",
+			common+1, own.At(common+1), de.up.At(common+1)))
+	default:
+		ps.diverged.Store(true)
+		f.refuse(ps, fmt.Sprintf("the logs differ, but not within the seqs both still hold (here %d..%d, upstream %d..%d): "+
+			"nothing was cut; rebuild this pool from the upstream (move its data directory away to bootstrap from a snapshot)",
+			own.First, own.Last, de.up.First, de.up.Last))
+	}
+	f.log.Warn("replica: upstream's log differs from this pool's", "pool", ps.name, "verdict", v, "err", de.err)
+	return 0, false
+}
 
 // cutTail saves the records after common to <pool dir>/divergent-<time>.log
 // (one text line each, for audit), cuts them from the log, sets aside the

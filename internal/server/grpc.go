@@ -8,6 +8,7 @@ import (
 
 	"github.com/rewardpool/rewardpool"
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"github.com/rewardpool/rewardpool/internal/replica"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -221,6 +222,8 @@ func pipeline(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawRespons
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 
 func (g *grpcService) ListPools(ctx context.Context, _ *rpv1.ListPoolsRequest) (*rpv1.ListPoolsResponse, error) {
+	// A replica learns who it follows from this header (cycle refusal).
+	grpc.SetHeader(ctx, metadata.Pairs(replica.NodeIDKey, g.s.nodeID))
 	views, err := g.s.listPools(ctx)
 	if err != nil {
 		return nil, toStatus(err)

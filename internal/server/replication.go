@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	crand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,6 +123,7 @@ func (s *Server) startReplica() ([]string, error) {
 		TLS:         tlsCfg,
 		Token:       s.cfg.Replication.Token,
 		ID:          s.replicaID(),
+		NodeID:      s.nodeID,
 		Host:        replicaHost{s},
 		Logger:      s.log.With("component", "replica"),
 		BaseBackoff: s.replicaBackoff,
@@ -257,10 +260,15 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	if err != nil {
 		return toStatus(err)
 	}
+	// Every answer names this node, so the follower knows whom it follows.
+	ss.SetTrailer(metadata.Pairs(replica.NodeIDKey, s.nodeID))
+	if err := s.checkCycle(ss.Context(), req.GetPool()); err != nil {
+		return err
+	}
 	node := ent.node.Load()
 	from := max(req.GetFromSeq(), 1)
 	last := node.eng.LastSeq()
-	if err := checkContinuity(ss.Context(), node.eng, req.GetPool(), from, req.GetLastEpoch()); err != nil {
+	if err := checkContinuity(ss, node, req.GetPool(), from, req.GetLastEpoch()); err != nil {
 		return err
 	}
 	if from > last+1 {
@@ -268,6 +276,12 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	}
 	if from <= last {
 		// Is the first record still on disk? Ask before sending anything.
+		// A log that is empty or starts after from (set aside when this
+		// node recovered from a snapshot the log no longer reached) is a
+		// gap too: the requester bootstraps from our snapshot.
+		if first := node.eng.FirstLogSeq(); first == 0 || from < first {
+			return gapStatus(req.GetPool(), from)
+		}
 		err := node.eng.ScanLog(from, func(*wal.Record) error { return errStopProbe })
 		if errors.Is(err, wal.ErrGap) {
 			return gapStatus(req.GetPool(), from)
@@ -276,7 +290,7 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 			return status.Errorf(codes.Unavailable, "read log of pool %q: %v", req.GetPool(), err)
 		}
 	}
-	if err := ss.SendHeader(metadata.MD{}); err != nil {
+	if err := ss.SendHeader(metadata.Pairs(replica.NodeIDKey, s.nodeID)); err != nil {
 		return err
 	}
 	sink := &grpcSink{stream: ss, done: make(chan struct{})}
@@ -284,9 +298,25 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	if err := node.st.AddSink(name, sink, from); err != nil {
 		return status.Errorf(codes.Unavailable, "pool %q: %v", req.GetPool(), err)
 	}
-	select {
-	case <-ss.Context().Done():
-	case <-sink.done:
+	// The two nodes may have started following each other at the same
+	// moment, before either knew the other's identity: look again now and
+	// then, and end the stream once this node learns that it follows the
+	// requester.
+	var cycleErr error
+	recheck := time.NewTicker(cycleRecheck)
+	defer recheck.Stop()
+wait:
+	for {
+		select {
+		case <-ss.Context().Done():
+			break wait
+		case <-sink.done:
+			break wait
+		case <-recheck.C:
+			if cycleErr = s.checkCycle(ss.Context(), req.GetPool()); cycleErr != nil {
+				break wait
+			}
+		}
 	}
 	var sinkErr error
 	for _, st := range node.st.Stats().Sinks {
@@ -296,6 +326,8 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	}
 	node.st.RemoveSink(name)
 	switch {
+	case cycleErr != nil:
+		return cycleErr
 	case ss.Context().Err() != nil:
 		return status.FromContextError(ss.Context().Err()).Err()
 	case errors.Is(sinkErr, wal.ErrGap):
@@ -308,82 +340,96 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 
 var errStopProbe = errors.New("probe done")
 
-// commonSeqKey is the trailer of an ABORTED StreamWAL that says up to which
-// seq the requester's log agrees with this node's.
-const commonSeqKey = "rewardpool-common-seq"
+// cycleRecheck is how often an open StreamWAL checks again whether its
+// requester has become this node's upstream.
+const cycleRecheck = 500 * time.Millisecond
 
-// commonSeq finds where a requester whose last record (prev) is from
-// lastEpoch parts from this log: just before our first record of a newer
-// epoch (the promotion that the requester missed), and never past our end.
-// ok is false when that epoch change is no longer on disk.
-func commonSeq(e *rewardpool.Engine, prev, lastEpoch uint64) (uint64, bool) {
-	common := min(prev, e.LastSeq())
-	first := e.FirstLogSeq()
-	if first == 0 {
-		return common, true
+// newNodeID is a random process identity.
+func newNodeID() string {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		panic("server: crypto/rand failed: " + err.Error())
 	}
-	newer, exact := uint64(0), false
-	err := e.ScanLog(first, func(r *wal.Record) error {
-		if r.Epoch > lastEpoch {
-			// An EPOCH record is exactly where a promotion started.
-			newer, exact = r.Seq, r.Kind == wal.KindEpoch
-			return errStopProbe
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStopProbe) {
-		return 0, false
-	}
-	if newer != 0 {
-		if newer == first && first > 1 && !exact {
-			return 0, false // the epoch changed before our oldest segment
-		}
-		common = min(common, newer-1)
-	}
-	return common, true
+	return hex.EncodeToString(b[:])
 }
 
-// checkContinuity refuses to stream to a node whose log has parted from
-// this one: its record at from-1 has another epoch than ours (or we never
-// had that record). Records streamed on top of a divergent tail would
-// apply cleanly and silently build a different state. Where our record at
-// from-1 is no longer on disk the check falls back to the epochs: a
-// requester in a newer epoch than ours has diverged.
-func checkContinuity(ctx context.Context, e *rewardpool.Engine, pool string, from, lastEpoch uint64) error {
+// checkCycle refuses a requester that is this node's own upstream: two
+// nodes following each other would each wait for the other forever, and a
+// node restarted as a replica of its own replica would take that replica's
+// shorter log for the truth.
+func (s *Server) checkCycle(ctx context.Context, pool string) error {
+	var requester string
+	if v := metadata.ValueFromIncomingContext(ctx, replica.NodeIDKey); len(v) == 1 {
+		requester = v[0]
+	}
+	if requester == "" {
+		return nil
+	}
+	if requester == s.nodeID {
+		return status.Errorf(codes.FailedPrecondition, "pool %q: a node cannot follow itself (check replica_of)", pool)
+	}
+	if f := s.follower.Load(); f != nil && f.UpstreamID() == requester {
+		return status.Errorf(codes.FailedPrecondition, "pool %q: cycle: this node (a replica of %s) follows the requester, "+
+			"so the requester cannot follow it; two nodes never follow each other. Promote the one that holds the longer log, "+
+			"or point both at the primary", pool, f.Primary())
+	}
+	return nil
+}
+
+// checkContinuity refuses to stream to a node whose log differs from this
+// one at from-1, judged by (epoch, seq): epochs are unique across nodes,
+// so the same epoch at the same seq is the same record, and the same
+// history up to it. Records streamed on top of a divergent tail would
+// apply cleanly and silently build a different state.
+//
+// A requester whose log merely runs past ours in our own epoch is ahead of
+// us: it gets FAILED_PRECONDITION and must not cut anything. Any other
+// difference gets ABORTED with our epoch history in a trailer
+// (replica.HistoryKey): the requester compares it with its own log and
+// cuts its tail only if our history is a newer epoch that parted from its
+// log at a known seq (replica.Judge). Where our record at from-1 is no
+// longer on disk, the check falls back to the epochs: a requester in a
+// newer epoch than ours is not ours to feed.
+func checkContinuity(ss grpc.ServerStream, node *poolNode, pool string, from, lastEpoch uint64) error {
 	if from <= 1 || lastEpoch == 0 {
 		return nil
 	}
-	prev := from - 1
-	if epoch := e.Epoch(); lastEpoch > epoch {
-		// The requester has seen a promotion this node has not: it is the
-		// newer history, and must not cut anything to follow us.
-		return status.Errorf(codes.Aborted, "pool %q: the requester is in epoch %d, newer than this node's %d: "+
-			"it must not follow this node (is this a stale former primary?)", pool, lastEpoch, epoch)
-	}
-	diverged := func(why string) error {
-		common, ok := commonSeq(e, prev, lastEpoch)
-		if ok {
-			grpc.SetTrailer(ctx, metadata.Pairs(commonSeqKey, strconv.FormatUint(common, 10)))
-			why += fmt.Sprintf("; the logs agree up to seq %d", common)
+	e := node.eng
+	prev, last := from-1, e.LastSeq()
+	if prev <= last {
+		if first := e.FirstLogSeq(); first == 0 || prev < first {
+			if prev == last && lastEpoch == e.Epoch() {
+				return nil
+			}
+			if lastEpoch <= e.Epoch() {
+				return nil // the stream asks for a snapshot (a gap)
+			}
+		} else {
+			var epoch uint64
+			err := e.ScanLog(prev, func(r *wal.Record) error { epoch = r.Epoch; return errStopProbe })
+			if err != nil && !errors.Is(err, errStopProbe) && !errors.Is(err, wal.ErrGap) {
+				return status.Errorf(codes.Unavailable, "read log of pool %q: %v", pool, err)
+			}
+			if epoch == lastEpoch || errors.Is(err, wal.ErrGap) {
+				return nil
+			}
 		}
-		return status.Errorf(codes.Aborted, "pool %q: logs diverged at seq %d: %s; the requester holds records "+
-			"this node never committed (a former primary's unacknowledged tail): save and cut them, or rebuild it from a snapshot",
-			pool, prev, why)
 	}
-	if prev > e.LastSeq() {
-		return diverged(fmt.Sprintf("this node's log ends at %d", e.LastSeq()))
+	if prev > last && lastEpoch == e.Epoch() {
+		// The same epoch: the requester holds our whole log and more.
+		return status.Errorf(codes.FailedPrecondition, "pool %q: this node is behind the requester: its log ends at seq %d "+
+			"(epoch %d) and the requester's at %d in the same epoch; it cannot be followed until it has caught up, "+
+			"and the requester must not cut its records", pool, last, lastEpoch, prev)
 	}
-	var epoch uint64
-	err := e.ScanLog(prev, func(r *wal.Record) error { epoch = r.Epoch; return errStopProbe })
-	switch {
-	case errors.Is(err, errStopProbe):
-		if epoch != lastEpoch {
-			return diverged(fmt.Sprintf("its record there is from epoch %d, ours from epoch %d", lastEpoch, epoch))
-		}
-	case err != nil && !errors.Is(err, wal.ErrGap):
-		return status.Errorf(codes.Unavailable, "read log of pool %q: %v", pool, err)
+	h, err := node.hist.Get(e)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "pool %q: %v", pool, err)
 	}
-	return nil
+	ss.SetTrailer(metadata.Pairs(replica.HistoryKey, h.String()))
+	return status.Errorf(codes.Aborted, "pool %q: the logs differ at seq %d: the requester's record there is from epoch %d, "+
+		"this node's log (seq %d..%d) has epochs %s; the requester judges by (epoch, seq) whether this node's history is "+
+		"newer (then it saves and cuts its divergent tail) or not (then it refuses to follow)",
+		pool, prev, lastEpoch, h.First, h.Last, h.String())
 }
 
 func gapStatus(pool string, from uint64) error {
@@ -458,6 +504,7 @@ type replicationPool struct {
 	LagRecords uint64  `json:"lag_records"`
 	LagSeconds float64 `json:"lag_seconds"`
 	Diverged   bool    `json:"diverged,omitempty"` // the primary refused this pool: its log parted from the primary's
+	Refused    string  `json:"refused,omitempty"`  // why the upstream last refused to stream this pool
 }
 
 func (s *Server) replicationStatus() replicationView {
@@ -468,7 +515,8 @@ func (s *Server) replicationStatus() replicationView {
 	if f := s.follower.Load(); f != nil && v.Role == "replica" {
 		for _, st := range f.Status() {
 			v.Pools = append(v.Pools, replicationPool{Name: st.Name, AppliedSeq: st.AppliedSeq,
-				PrimarySeq: st.PrimarySeq, Connected: st.Connected, LagRecords: st.Lag, LagSeconds: st.LagSeconds, Diverged: st.Diverged})
+				PrimarySeq: st.PrimarySeq, Connected: st.Connected, LagRecords: st.Lag, LagSeconds: st.LagSeconds, Diverged: st.Diverged,
+				Refused: st.Refused})
 		}
 		return v
 	}

@@ -63,6 +63,9 @@ type Server struct {
 	// Replication: follower is set while this node follows a primary.
 	follower    atomic.Pointer[replica.Follower]
 	primaryAddr atomic.Pointer[string] // nil: this node is a primary
+	// nodeID names this process to the nodes it follows and that follow
+	// it (random per start), so a cycle of followers is refused.
+	nodeID string
 	// replicaBackoff, when set, is the follower's base reconnect delay.
 	// A test seam.
 	replicaBackoff time.Duration
@@ -78,6 +81,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		auth:    newAuthorizer(cfg.AdminToken, cfg.ClientToken, cfg.Replication.Token),
 		metrics: newMetrics(version),
 		health:  health.NewServer(),
+		nodeID:  newNodeID(),
 	}
 	s.metrics.reg.MustRegister(newPoolCollector(s.pools.Load))
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

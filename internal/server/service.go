@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rewardpool/rewardpool"
+	"github.com/rewardpool/rewardpool/internal/replica"
 	"github.com/rewardpool/rewardpool/pool"
 	"github.com/rewardpool/rewardpool/stream"
 	"google.golang.org/grpc/codes"
@@ -117,8 +118,9 @@ type poolEntry struct {
 }
 
 type poolNode struct {
-	eng *rewardpool.Engine
-	st  *stream.Streamer
+	eng  *rewardpool.Engine
+	st   *stream.Streamer
+	hist replica.HistoryCache // the log's epochs, for StreamWAL's continuity check
 }
 
 func (p *pools) entry(name string) (*poolEntry, error) {

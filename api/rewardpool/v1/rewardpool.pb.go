@@ -335,7 +335,9 @@ type Pool struct {
 	// Sequence number of the last write-ahead log record applied to this
 	// state (0 for a pool with no records yet).
 	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
-	// Current epoch: a counter, >= 1, that each replica promotion raises.
+	// Current epoch, >= 1: each replica promotion starts a larger one,
+	// unique across nodes (the promotion count in the high 32 bits, a random
+	// tag in the low 32).
 	Epoch uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// Lower-case hex digest of the committed state at seq (catalog, remaining
 	// quantities, last request id). Two nodes whose pool has the same seq and
@@ -798,10 +800,15 @@ type StreamWALRequest struct {
 	// A replica passes its own last applied seq + 1.
 	FromSeq uint64 `protobuf:"varint,2,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
 	// The epoch of the requester's record at from_seq - 1 (0: unknown, or
-	// from_seq <= 1). When the primary's record there has another epoch, the
-	// logs have parted (a former primary kept records its successor never
-	// got): the call fails with ABORTED instead of streaming records that
-	// would silently build on a divergent tail.
+	// from_seq <= 1). Epochs are unique across nodes (generation in the high
+	// 32 bits, a random tag in the low 32), so the same epoch at the same seq
+	// means the same history. When this node's record there has another
+	// epoch (or it has none and is not merely behind), the call fails with
+	// ABORTED instead of streaming records that would silently build on a
+	// divergent tail; the trailer "rewardpool-epoch-history" carries this
+	// node's epochs ("first-last:epoch@seq,..."), from which the requester
+	// decides whether to cut its tail (this node's history is a newer
+	// generation that parted from its log at a known seq) or to refuse.
 	LastEpoch     uint64 `protobuf:"varint,3,opt,name=last_epoch,json=lastEpoch,proto3" json:"last_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1158,7 +1165,8 @@ func (*PromoteRequest) Descriptor() ([]byte, []int) {
 // PromoteResponse reports the promotion.
 type PromoteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The new epoch, now current on every pool of the node.
+	// The largest of the new epochs (each pool starts its own epoch, with its
+	// own random tag; see Pool.epoch).
 	Epoch         uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

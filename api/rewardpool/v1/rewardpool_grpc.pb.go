@@ -560,10 +560,18 @@ type ReplicationClient interface {
 	// commit as it happens. Only committed records are sent: the last record
 	// of each write batch has commit = true. A slow reader never slows the
 	// primary's writer.
+	// The requester names itself in the request metadata
+	// "rewardpool-node-id"; every answer names the answering node the same
+	// way (response header, or trailer on an error), so a node never streams
+	// to the node it follows itself.
 	// Errors: NOT_FOUND unknown pool; OUT_OF_RANGE when from_seq is older
-	// than the oldest retained segment (bootstrap with GetSnapshot instead) or
-	// beyond the next seq; UNAVAILABLE when the log cannot be read or the
-	// server is shutting down.
+	// than the oldest retained record, or this node's log is empty (it
+	// recovered from a snapshot): bootstrap with GetSnapshot instead;
+	// FAILED_PRECONDITION when the requester is this node's own upstream (a
+	// cycle) or its log runs past this node's in the same epoch (this node
+	// is behind it); ABORTED when the logs differ (see last_epoch);
+	// UNAVAILABLE when the log cannot be read or the server is shutting
+	// down.
 	StreamWAL(ctx context.Context, in *StreamWALRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WALRecord], error)
 	// GetSnapshot sends the pool's newest durable snapshot, in order, as one or
 	// more chunks (each at most 1 MiB of data). The bytes are the snapshot
@@ -667,10 +675,18 @@ type ReplicationServer interface {
 	// commit as it happens. Only committed records are sent: the last record
 	// of each write batch has commit = true. A slow reader never slows the
 	// primary's writer.
+	// The requester names itself in the request metadata
+	// "rewardpool-node-id"; every answer names the answering node the same
+	// way (response header, or trailer on an error), so a node never streams
+	// to the node it follows itself.
 	// Errors: NOT_FOUND unknown pool; OUT_OF_RANGE when from_seq is older
-	// than the oldest retained segment (bootstrap with GetSnapshot instead) or
-	// beyond the next seq; UNAVAILABLE when the log cannot be read or the
-	// server is shutting down.
+	// than the oldest retained record, or this node's log is empty (it
+	// recovered from a snapshot): bootstrap with GetSnapshot instead;
+	// FAILED_PRECONDITION when the requester is this node's own upstream (a
+	// cycle) or its log runs past this node's in the same epoch (this node
+	// is behind it); ABORTED when the logs differ (see last_epoch);
+	// UNAVAILABLE when the log cannot be read or the server is shutting
+	// down.
 	StreamWAL(*StreamWALRequest, grpc.ServerStreamingServer[WALRecord]) error
 	// GetSnapshot sends the pool's newest durable snapshot, in order, as one or
 	// more chunks (each at most 1 MiB of data). The bytes are the snapshot
