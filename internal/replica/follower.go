@@ -18,6 +18,7 @@ import (
 
 	"github.com/rewardpool/rewardpool"
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/snapshot"
 	"github.com/rewardpool/rewardpool/wal"
 	"google.golang.org/grpc"
@@ -551,7 +552,7 @@ func (f *Follower) cutTail(ps *poolState, common uint64) error {
 			return fmt.Errorf("read the divergent tail: %w", err)
 		}
 		saved = filepath.Join(dir, fmt.Sprintf("divergent-%d.log", time.Now().UnixNano()))
-		if err := writeFileAtomic(saved, b); err != nil {
+		if err := fsys.WriteFileAtomic(fsys.OS, saved, b, 0o644); err != nil {
 			return err
 		}
 		if _, err := wal.TruncateAfter(walDir, common, wal.Options{Logger: f.log}); err != nil {
@@ -565,7 +566,7 @@ func (f *Follower) cutTail(ps *poolState, common uint64) error {
 		for _, in := range infos {
 			if in.Seq > common {
 				p := filepath.Join(snapDir, in.Name)
-				if err := os.Rename(p, p+".divergent"); err != nil {
+				if err := fsys.Rename(fsys.OS, p, fsys.FreeName(fsys.OS, p+".divergent")); err != nil {
 					return err
 				}
 			}
@@ -578,37 +579,6 @@ func (f *Follower) cutTail(ps *poolState, common uint64) error {
 	f.log.Warn("replica: cut the tail where this pool's log parted from the primary's",
 		"pool", ps.name, "common_seq", common, "records_dropped", dropped, "saved_to", saved)
 	return nil
-}
-
-// writeFileAtomic writes b to path: temp file, fsync, rename, fsync dir.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	fh, err := os.OpenFile(tmp, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	serr := fh.Sync()
-	fh.Close()
-	if serr != nil {
-		return serr
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir fsyncs a directory, so renames and removals in it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // bootstrap fetches the primary's newest snapshot and installs it as the
@@ -673,12 +643,27 @@ func (f *Follower) bootstrap(ps *poolState) error {
 	return nil
 }
 
-// install writes the snapshot into dir/snapshots atomically
-// (snapshot.WriteEncoded), removes the other snapshots and sets the log
-// aside.
+// install makes the snapshot the pool's only state. The old log goes
+// first, durably (renamed to wal.replaced-<time>, or removed when it holds
+// no segment): a power cut must never leave the new snapshot in front of a
+// log that does not continue it. Then the snapshot is written atomically
+// (snapshot.WriteEncoded) and the other snapshots removed, durably.
 func install(dir string, seq uint64, data []byte) error {
+	fs := fsys.OS
+	walPath := filepath.Join(dir, "wal")
+	// Set aside, not deleted: if this node was a former primary whose
+	// divergent records the new primary no longer keeps, it is the only
+	// copy of them, for audit.
+	if segs, _ := filepath.Glob(filepath.Join(walPath, "*.wal")); len(segs) > 0 {
+		aside := fsys.FreeName(fs, filepath.Join(dir, fmt.Sprintf("wal.replaced-%d", time.Now().UnixNano())))
+		if err := fsys.Rename(fs, walPath, aside); err != nil {
+			return err
+		}
+	} else if err := fsys.RemoveAll(fs, walPath); err != nil {
+		return err
+	}
 	snapDir := filepath.Join(dir, "snapshots")
-	if err := os.MkdirAll(snapDir, 0o755); err != nil {
+	if err := fsys.MkdirAll(fs, snapDir, 0o755); err != nil {
 		return err
 	}
 	final, err := snapshot.WriteEncoded(snapDir, seq, data)
@@ -691,22 +676,10 @@ func install(dir string, seq uint64, data []byte) error {
 	}
 	for _, in := range infos {
 		if in.Name != filepath.Base(final) {
-			os.Remove(filepath.Join(snapDir, in.Name))
+			if err := fs.Remove(filepath.Join(snapDir, in.Name)); err != nil {
+				return err
+			}
 		}
 	}
-	// The old log is set aside, not deleted: if this node was a former
-	// primary whose divergent records the new primary no longer keeps, it
-	// is the only copy of them, for audit.
-	if segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal")); len(segs) > 0 {
-		aside := filepath.Join(dir, fmt.Sprintf("wal.replaced-%d", time.Now().UnixNano()))
-		if err := os.Rename(filepath.Join(dir, "wal"), aside); err != nil {
-			return err
-		}
-	} else if err := os.RemoveAll(filepath.Join(dir, "wal")); err != nil {
-		return err
-	}
-	for _, d := range []string{snapDir, dir} { // the removals and the rename above
-		syncDir(d)
-	}
-	return nil
+	return fs.SyncDir(snapDir)
 }
