@@ -39,7 +39,9 @@ import (
 //
 // REWARDPOOL_POWERLOSS_RUNS sets the number of runs (each a fresh
 // directory with 40 cycles); the default keeps `make test` short.
-// A failure names its seed: REWARDPOOL_POWERLOSS_SEED=<seed> reruns it alone.
+// A failure names its seed: REWARDPOOL_POWERLOSS_SEED=<seed> reruns it alone
+// (goroutine timing varies, so a rerun may need a few tries), and
+// REWARDPOOL_POWERLOSS_TRACE=1 prints every cycle and file operation.
 func TestPowerLoss(t *testing.T) {
 	// The race detector makes every run about five times slower: the
 	// race pass of `make test` takes a few runs, and its own pass without
@@ -55,6 +57,10 @@ func TestPowerLoss(t *testing.T) {
 	if v := os.Getenv("REWARDPOOL_POWERLOSS_SEED"); v != "" {
 		first, _ = strconv.ParseUint(v, 10, 64)
 		runs = 1
+	}
+	if os.Getenv("REWARDPOOL_POWERLOSS_TRACE") != "" {
+		plTrace = func(format string, args ...any) { fmt.Printf("cycle: "+format+"\n", args...) }
+		plTraceFS = func(op sim.Op, name string, err error) { fmt.Printf("fs: %s %s %v\n", op, name, err) }
 	}
 	var total plStats
 	start := time.Now()
@@ -127,6 +133,9 @@ func powerLossRun(seed uint64, cuts int) (plStats, error) {
 		SnapshotEvery: uint64(20 + r.rng.IntN(60)),
 		KeepSegments:  1 << 30, // keep the whole history for the checks
 		fs:            r.fs,
+	}
+	if plTraceFS != nil {
+		r.fs.SetTrace(plTraceFS)
 	}
 	for c := 0; c < cuts; c++ {
 		if err := r.cycle(); err != nil {
@@ -231,6 +240,9 @@ func (r *plRun) cycle() error {
 		r.installFault()
 	}
 	defer func() { r.faultOn = false }()
+	if plTrace != nil {
+		plTrace("cycle mode %d", mode)
+	}
 	e, err := Open(r.dir, r.opts)
 	if err != nil {
 		if r.dead() {
@@ -295,6 +307,9 @@ func (r *plRun) dead() bool {
 // restart moves on to the file system as it came back after the cut, and
 // sometimes runs `wal repair` on it first, as an operator might.
 func (r *plRun) restart() error {
+	if plTrace != nil {
+		plTrace("power cut; acked so far %d, max id %d", len(r.acked), r.maxID)
+	}
 	r.fs = r.fs.AfterCrash()
 	r.opts.fs = r.fs
 	r.stats.cuts++
@@ -309,6 +324,13 @@ func (r *plRun) restart() error {
 }
 
 var errInjected = errors.New("injected")
+
+// With REWARDPOOL_POWERLOSS_TRACE set, a run prints each cycle and every
+// file-system operation: rerun a failing seed with it to see the story.
+var (
+	plTraceFS func(op sim.Op, name string, err error)
+	plTrace   func(format string, args ...any)
+)
 
 // installFault fails one random kind of operation, now and then, with EIO
 // or ENOSPC (a full disk).

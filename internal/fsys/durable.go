@@ -9,31 +9,38 @@ import (
 	"path/filepath"
 )
 
-// MkdirAll creates dir and any missing parents, fsyncing the parent of each
-// directory it creates, so a power cut cannot take back a directory that a
-// later decision relies on. Existing directories are left as they are.
+// MkdirAll creates dir and any missing parents, then fsyncs every
+// directory on the path, top down, dir itself included (its entries), so a
+// power cut cannot take back a directory, or a file in dir, that a later
+// decision relies on. It syncs existing ones too: one
+// created by an earlier call whose sync failed (or by someone else) is not
+// durable just because it exists, and everything later written inside it
+// would vanish with it. Syncing a directory with nothing new is cheap.
 func MkdirAll(fsys FS, dir string, perm fs.FileMode) error {
 	dir = filepath.Clean(dir)
-	fi, err := fsys.Stat(dir)
-	if err == nil {
-		if !fi.IsDir() {
-			return &fs.PathError{Op: "mkdir", Path: dir, Err: fs.ErrExist}
-		}
-		return nil
+	chain := []string{dir}
+	for d := dir; filepath.Dir(d) != d; d = filepath.Dir(d) {
+		chain = append(chain, filepath.Dir(d))
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(dir)
-	if parent != dir {
-		if err := MkdirAll(fsys, parent, perm); err != nil {
+	for i := len(chain) - 1; i >= 0; i-- {
+		fi, err := fsys.Stat(chain[i])
+		switch {
+		case err == nil && !fi.IsDir():
+			return &fs.PathError{Op: "mkdir", Path: chain[i], Err: fs.ErrExist}
+		case errors.Is(err, fs.ErrNotExist):
+			if err := fsys.Mkdir(chain[i], perm); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+		case err != nil:
 			return err
 		}
 	}
-	if err := fsys.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
+	for i := len(chain) - 1; i >= 0; i-- {
+		if err := fsys.SyncDir(chain[i]); err != nil {
+			return fmt.Errorf("fsys: sync dir %s: %w", chain[i], err)
+		}
 	}
-	return syncParent(fsys, dir)
+	return nil
 }
 
 // Rename renames oldpath to newpath and fsyncs the parent directory (both,

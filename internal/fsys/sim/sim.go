@@ -75,6 +75,7 @@ type FS struct {
 	cut        *FS // the state after the cut, computed when the power went
 
 	fault    func(op Op, name string) error
+	trace    func(op Op, name string, err error)
 	capacity int64 // bytes of file data allowed; 0: unlimited
 	locks    map[string]bool
 }
@@ -121,6 +122,14 @@ func (f *FS) SetFault(fn func(op Op, name string) error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fault = fn
+}
+
+// SetTrace installs fn, called after every mutating operation with its
+// outcome: for debugging a failing seed. nil removes it.
+func (f *FS) SetTrace(fn func(op Op, name string, err error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.trace = fn
 }
 
 // SetCapacity limits the bytes of file data the file system holds: a write
@@ -182,7 +191,7 @@ func (f *FS) die() {
 	seen := map[*inode]*inode{}
 	root := f.survive(f.root, seen)
 	f.cut = &FS{root: root, rng: rand.New(rand.NewPCG(f.rng.Uint64(), f.rng.Uint64())),
-		crashed: make(chan struct{}), locks: map[string]bool{}, now: f.now, capacity: f.capacity}
+		crashed: make(chan struct{}), locks: map[string]bool{}, now: f.now, capacity: f.capacity, trace: f.trace}
 	close(f.crashed)
 }
 
@@ -274,7 +283,10 @@ func (f *FS) FlipBit(name string, off int64, bit uint) error {
 
 // step runs before each mutating operation: the crash countdown, then the
 // fault hook. Called with f.mu held.
-func (f *FS) step(op Op, name string) error {
+func (f *FS) step(op Op, name string) (err error) {
+	if f.trace != nil {
+		defer func() { f.trace(op, name, err) }()
+	}
 	if f.dead {
 		return ErrDead
 	}
