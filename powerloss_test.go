@@ -215,6 +215,14 @@ func (r *plRun) flipPhase() error {
 		return fmt.Errorf("repair: %w", err)
 	}
 	e, err = Open(r.dir, r.opts)
+	if errors.Is(err, ErrUnprovable) {
+		// The repair cut everything the snapshots (gone) did not cover:
+		// the override seeds the pool again, ids above all handed out.
+		if _, err := reseedLog(r.fs, r.dir, quietLogger()); err != nil {
+			return fmt.Errorf("reseed: %w", err)
+		}
+		e, err = Open(r.dir, r.opts)
+	}
 	if err != nil {
 		return fmt.Errorf("open after repair: %w", err)
 	}
