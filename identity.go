@@ -63,7 +63,8 @@ const (
 	ceilingStep = 1 << 20
 )
 
-// ErrIdentity wraps problems with a data directory's IDENTITY file.
+// errIdentityMissing: the directory has no IDENTITY file (new, or written
+// before identities existed).
 var errIdentityMissing = errors.New("no identity file")
 
 func (id *identity) encode() []byte {

@@ -249,9 +249,7 @@ func scanTail(fsys fsys.FS, dir string, seg segment) (tailScan, error) {
 		if torn {
 			t.torn = true
 			t.dataEnd = t.size
-			if end, err := lastNonZero(f, re.off, t.size); err == nil {
-				t.dataEnd = end
-			}
+			t.dataEnd = dataEnd(f, re.off, t.size)
 			re.reason += " (torn write: an unwritten sector)"
 		}
 		return t, nil
@@ -269,12 +267,6 @@ func unwrittenSector(f io.ReaderAt, off, end int64) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// lastNonZero is the offset just after the last non-zero byte in
-// [from, size): where a preallocated segment's data ends.
-func lastNonZero(f io.ReaderAt, from, size int64) (int64, error) {
-	return dataEnd(f, from, size), nil
 }
 
 func (e *recordError) corrupt(seg string) *CorruptError {
