@@ -22,6 +22,9 @@ type DrawResult struct {
 	RequestID uint64
 	ItemID    string
 	Err       error
+	// Replayed is set when the answer is a remembered one, returned again
+	// for a repeated idempotency key: nothing was drawn this time.
+	Replayed bool
 }
 
 // State is a consistent, committed view of the pool.

@@ -136,7 +136,7 @@ func TestModel(t *testing.T) {
 					if err != nil {
 						rt.Fatalf("Draw: %v", err)
 					}
-					if !slices.Equal(prev, res) {
+					if !slices.Equal(replayed(prev), res) {
 						rt.Fatalf("retry of %q got %v, want %v", req.IdempotencyKey, res, prev)
 					}
 					return

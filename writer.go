@@ -183,7 +183,9 @@ func (e *Engine) decideDraw(c *call) {
 				return
 			}
 			for _, d := range prev {
-				c.results = append(c.results, w.result(d.RequestID, d.Slot))
+				r := w.result(d.RequestID, d.Slot)
+				r.Replayed = true
+				c.results = append(c.results, r)
 			}
 			return
 		}

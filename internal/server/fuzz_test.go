@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 )
 
 // FuzzParseDrawBody: parseDrawBody never panics; on success Count is what
-// the body said (1 when absent) and Key is the body's idempotency_key; an
-// error is always an *Error with code INVALID_ARGUMENT. Seeds are below
+// the body said (1 when absent) and Key is the body's idempotency_key,
+// exactly: valid UTF-8, and never a U+FFFD the body did not spell (invalid
+// bytes and lone surrogate escapes are refused, not replaced); an error is
+// always an *Error with code INVALID_ARGUMENT. Seeds are below
 // and in testdata/fuzz/FuzzParseDrawBody.
 func FuzzParseDrawBody(f *testing.F) {
 	for _, s := range []string{
@@ -42,6 +46,16 @@ func FuzzParseDrawBody(f *testing.F) {
 		`{"count":`,
 		`{"count" 1}`,
 		"{\"idempotency_key\": \"\xff\xfe\"}",
+		"{\"idempotency_key\": \"a\xff\"}",
+		"{\"idempotency_key\": \"a\xed\xa0\x80\"}",
+		`{"idempotency_key": "a\ufffd"}`,
+		`{"idempotency_key": "a\ud800"}`,
+		`{"idempotency_key": "\udc00"}`,
+		`{"idempotency_key": "\ud83d\ude00"}`,
+		`{"idempotency_key": "\ud83d\\ude00"}`,
+		`{"idempotency_key": "\\ud800"}`,
+		`{"idempotency_key": "\ud83d\u0041"}`,
+		`{"idempotency_key": "\uD83D\uDE00x"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -73,6 +87,7 @@ func FuzzParseDrawBody(f *testing.F) {
 					if err := json.Unmarshal(raw, &want.Key); err != nil {
 						t.Fatalf("parseDrawBody(%q) accepted idempotency_key %s", b, raw)
 					}
+					checkKeyNotRewritten(t, b, raw, want.Key)
 				default:
 					t.Fatalf("parseDrawBody(%q) accepted unknown field %q", b, name)
 				}
@@ -82,6 +97,23 @@ func FuzzParseDrawBody(f *testing.F) {
 			t.Fatalf("parseDrawBody(%q) = %+v, want %+v", b, got, want)
 		}
 	})
+}
+
+// checkKeyNotRewritten fails when an accepted key is not what the body
+// spelled: invalid UTF-8 in the raw text, or a U+FFFD in the key that the
+// raw text spells neither literally nor as an escape (encoding/json's
+// replacement of a bad byte or a lone surrogate).
+func checkKeyNotRewritten(t *testing.T, body []byte, raw json.RawMessage, key string) {
+	if !utf8.Valid(raw) || !utf8.ValidString(key) {
+		t.Fatalf("parseDrawBody(%q) accepted a key that is not valid UTF-8", body)
+	}
+	// Literal U+FFFD, plus escapes in any case (\uFFFD, \ufffd). An
+	// escaped backslash followed by "ufffd" is over-counted, which only
+	// makes the check a little more lenient.
+	spelled := strings.Count(string(raw), "\uFFFD") + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
+	if got := strings.Count(key, "\uFFFD"); got > spelled {
+		t.Fatalf("parseDrawBody(%q) accepted key %q with %d U+FFFD, the body spells %d: a rewritten key", body, key, got, spelled)
+	}
 }
 
 // oracleCount reads count the way the API documents it: a JSON integer, or

@@ -98,7 +98,7 @@ const errorDomain = "rewardpool.v1"
 // draw is the one draw path both gRPC methods use.
 func (g *grpcService) draw(ctx context.Context, req *rpv1.DrawRequest, transport string) (*rpv1.DrawResponse, error) {
 	start := time.Now()
-	res, err := g.s.draw(ctx, req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey(), true)
+	res, err := g.s.draw(ctx, req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -119,7 +119,7 @@ func (g *grpcService) Draw(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.Dr
 }
 
 func (g *grpcService) Noop(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
-	res, err := g.s.noop(req.GetPool(), int64(req.GetCount()), true)
+	res, err := g.s.noop(req.GetPool(), int64(req.GetCount()))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -128,7 +128,7 @@ func (g *grpcService) Noop(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.Dr
 
 func (g *grpcService) DrawStream(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse]) error {
 	check := func(req *rpv1.DrawRequest) error {
-		_, _, err := g.s.checkDraw(req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey(), true)
+		_, _, err := g.s.checkDraw(req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey())
 		return toStatus(err)
 	}
 	return pipeline(stream, check, func(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {

@@ -198,14 +198,94 @@ func parseDrawBody(b []byte) (drawBody, error) {
 			}
 			out.Count = n
 		case "idempotency_key":
-			if err := json.Unmarshal(raw, &out.Key); err != nil {
-				return out, invalid("idempotency_key: want a string")
+			key, err := parseKey(raw)
+			if err != nil {
+				return out, invalid("idempotency_key: %v", err)
 			}
+			out.Key = key
 		default:
 			return out, invalid("unknown field %q (want count, idempotency_key)", name)
 		}
 	}
 	return out, nil
+}
+
+// parseKey reads a JSON string holding an idempotency key. Keys are
+// compared byte for byte, so the key must be exactly what the client sent:
+// encoding/json would turn invalid UTF-8 and lone surrogate escapes
+// ("\ud800") into U+FFFD, making "a\xff", "a\xfe" and "a\uFFFD" one key.
+// Such keys are refused instead of rewritten.
+func parseKey(raw json.RawMessage) (string, error) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", errors.New("want a string")
+	}
+	if !utf8.Valid(raw) {
+		return "", errors.New("not valid UTF-8")
+	}
+	if err := checkSurrogates(raw[1 : len(raw)-1]); err != nil {
+		return "", err
+	}
+	var key string
+	if err := json.Unmarshal(raw, &key); err != nil {
+		return "", errors.New("want a string")
+	}
+	return key, nil
+}
+
+// checkSurrogates checks the \u escapes of a JSON string's body: a high
+// surrogate (D800-DBFF) must be followed at once by an escaped low one
+// (DC00-DFFF), and a low one must not stand alone.
+func checkSurrogates(body []byte) error {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if i >= len(body) || body[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(body[i+1:])
+		if !ok {
+			continue // malformed: json.Unmarshal reports it
+		}
+		i += 4
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return fmt.Errorf("lone surrogate \\u%04x is not a character", r)
+		case r >= 0xD800 && r <= 0xDBFF:
+			rest := body[i+1:]
+			if len(rest) < 2 || rest[0] != '\\' || rest[1] != 'u' {
+				return fmt.Errorf("lone surrogate \\u%04x is not a character", r)
+			}
+			lo, ok := hex4(rest[2:])
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return fmt.Errorf("lone surrogate \\u%04x is not a character", r)
+			}
+			i += 6
+		}
+	}
+	return nil
+}
+
+// hex4 reads four hex digits.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 func invalid(format string, args ...any) error {
@@ -280,7 +360,7 @@ func (s *Server) handleDraw(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pool := r.PathValue("pool")
-	res, err := s.draw(r.Context(), pool, body.Count, body.Key, false)
+	res, err := s.draw(r.Context(), pool, body.Count, body.Key)
 	if err != nil {
 		s.writeError(w, err)
 		return
@@ -295,7 +375,7 @@ func (s *Server) handleNoop(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := s.noop(r.PathValue("pool"), body.Count, false)
+	res, err := s.noop(r.PathValue("pool"), body.Count)
 	if err != nil {
 		s.writeError(w, err)
 		return

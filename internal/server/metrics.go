@@ -62,7 +62,7 @@ func newMetrics(version string) *metrics {
 		reg: prometheus.NewRegistry(),
 		draws: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rewardpool_draws_total",
-			Help: "Draws answered, by pool, item and result (ok, pool_empty).",
+			Help: "Draws answered, by pool, item and result: ok and pool_empty were drawn; replayed are remembered answers to a repeated idempotency key (nothing drawn).",
 		}, []string{"pool", "item", "result"}),
 		drawLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rewardpool_draw_duration_seconds",
@@ -111,7 +111,10 @@ func (m *metrics) countRequest(transport string, code codes.Code) {
 func (m *metrics) countDraws(pool string, res []rewardpool.DrawResult) {
 	for _, r := range res {
 		key := [3]string{pool, r.ItemID, "ok"}
-		if r.Err != nil {
+		switch {
+		case r.Replayed:
+			key[2] = "replayed"
+		case r.Err != nil:
 			key = [3]string{pool, "", "pool_empty"}
 		}
 		m.drawCounter.get(key).Inc()

@@ -89,6 +89,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)),
+		grpc.ForceServerCodecV2(newRequestCodec()),
 	)
 	rpv1.RegisterRewardPoolServer(s.grpc, &grpcService{s: s})
 	rpv1.RegisterReplicationServer(s.grpc, &replicationService{s: s})

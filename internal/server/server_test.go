@@ -346,7 +346,7 @@ func TestHTTPDrawErrors(t *testing.T) {
 		{"idempotency_key too long", "prizes", `{"idempotency_key": "` + longKey + `"}`, 400, "INVALID_ARGUMENT", "idempotency_key"},
 		{"unknown field", "prizes", `{"cuont": 1}`, 400, "INVALID_ARGUMENT", "cuont"},
 		{"duplicate field", "prizes", `{"count": 1, "count": 2}`, 400, "INVALID_ARGUMENT", "count"},
-		{"count zero", "prizes", `{"count": 0}`, 400, "INVALID_ARGUMENT", "count"},
+		// "count": 0 is one draw, as over gRPC: TestCountZeroMeansOne.
 		{"count negative", "prizes", `{"count": -3}`, 400, "INVALID_ARGUMENT", "count"},
 		{"count above max", "prizes", `{"count": 6}`, 400, "INVALID_ARGUMENT", "count"},
 		{"count above max as string", "prizes", `{"count": "6"}`, 400, "INVALID_ARGUMENT", "count"},
@@ -1028,7 +1028,7 @@ func TestNoop(t *testing.T) {
 		t.Fatalf("HTTP noop: %+v", out)
 	}
 	// Noop validates like a draw over the same transport.
-	for body, want := range map[string]int{`{"count": 0}`: 400, `{"count": 6}`: 400, `{"count": "x"}`: 400, `{}`: 200} {
+	for body, want := range map[string]int{`{"count": 0}`: 200, `{"count": -1}`: 400, `{"count": 6}`: 400, `{"count": "x"}`: 400, `{}`: 200} {
 		ts.mustDo("POST", "/v1/noop/prizes", "", body, want)
 	}
 	ts.mustDo("POST", "/v1/noop/nope", "", "", 404)

@@ -231,10 +231,10 @@ type poolView struct {
 	Digest string // state digest at State.Seq; equal on replicas at equal seq
 }
 
-// draw runs one draw request. count 0 means 1 when zeroIsOne (gRPC, where
-// an absent field reads as 0); the HTTP layer resolves "absent" itself.
-func (s *Server) draw(ctx context.Context, pool string, count int64, key string, zeroIsOne bool) ([]rewardpool.DrawResult, error) {
-	e, count, err := s.checkDraw(pool, count, key, zeroIsOne)
+// draw runs one draw request. count 0 means 1 on every transport: gRPC
+// cannot tell 0 from an absent field, so 0 is the default everywhere.
+func (s *Server) draw(ctx context.Context, pool string, count int64, key string) ([]rewardpool.DrawResult, error) {
+	e, count, err := s.checkDraw(pool, count, key)
 	if err != nil {
 		return nil, err
 	}
@@ -251,17 +251,13 @@ func (s *Server) draw(ctx context.Context, pool string, count int64, key string,
 // checkDraw does the checks of draw that need no engine call: the pool
 // exists and the server is ready, count and key are within bounds. It
 // returns the engine and the effective count.
-func (s *Server) checkDraw(pool string, count int64, key string, zeroIsOne bool) (*rewardpool.Engine, int64, error) {
+func (s *Server) checkDraw(pool string, count int64, key string) (*rewardpool.Engine, int64, error) {
 	e, err := s.pool(pool)
 	if err != nil {
 		return nil, 0, err
 	}
 	if err := s.replicaErr(); err != nil {
 		return nil, 0, err
-	}
-	if count == 0 && !zeroIsOne {
-		// HTTP: an explicit "count": 0 is an error; an absent count is 1.
-		return nil, 0, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, "count: 0 is outside 1..%d", s.cfg.Limits.MaxDrawCount)
 	}
 	// Capped only so the conversion to int is safe: far above any limit.
 	n, err := e.CheckDraw(rewardpool.DrawRequest{Count: int(min(count, math.MaxInt32)), IdempotencyKey: key})
@@ -274,8 +270,8 @@ func (s *Server) checkDraw(pool string, count int64, key string, zeroIsOne bool)
 
 // noop validates like draw and answers placeholders without drawing: the
 // transport's own floor, for benchmarks.
-func (s *Server) noop(pool string, count int64, zeroIsOne bool) ([]rewardpool.DrawResult, error) {
-	_, count, err := s.checkDraw(pool, count, "", zeroIsOne)
+func (s *Server) noop(pool string, count int64) ([]rewardpool.DrawResult, error) {
+	_, count, err := s.checkDraw(pool, count, "")
 	if err != nil {
 		return nil, err
 	}

@@ -71,11 +71,13 @@ type DrawRequest struct {
 	// URL path and a value in the body is ignored.
 	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
 	// Number of draws to perform, all from the same pool, in one atomic,
-	// durable batch. 0 (or absent) means 1. Above the server's maximum
-	// (default 1000): INVALID_ARGUMENT "count".
+	// durable batch. 0 (or absent) means 1, over HTTP/JSON too ("count": 0 is
+	// one draw; a negative count is INVALID_ARGUMENT). Above the server's
+	// maximum (default 1000): INVALID_ARGUMENT "count".
 	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	// Optional idempotency key (at most 256 bytes; longer: INVALID_ARGUMENT
-	// "idempotency_key"). A retry with the same key within the server's
+	// Optional idempotency key: at most 256 bytes of valid UTF-8 (longer, or
+	// not UTF-8: INVALID_ARGUMENT "idempotency_key"), compared byte for byte
+	// and never rewritten. A retry with the same key within the server's
 	// idempotency window (a number of keys and a byte budget per pool,
 	// whichever is reached first) gets the first answer again (same request
 	// ids, same items) and draws nothing new. A retry with the same key but a
