@@ -34,6 +34,11 @@ const (
 	DefaultMaxDrawCount      = 1000
 	DefaultMaxBodyBytes      = 1 * MiB
 	DefaultShutdownTimeout   = Duration(10 * time.Second)
+	DefaultMaxConnections    = 4096
+	DefaultHeaderTimeout     = Duration(10 * time.Second)
+	DefaultBodyTimeout       = Duration(30 * time.Second)
+	DefaultIdleTimeout       = Duration(2 * time.Minute)
+	DefaultHandshakeTimeout  = Duration(10 * time.Second)
 	DefaultLogLevel          = "info"
 	DefaultLogFormat         = "text"
 	// DemoPool is the name of the built-in pool a config without pools gets.
@@ -90,6 +95,9 @@ type Config struct {
 	WAL WALConfig `yaml:"wal"`
 	// Limits bound what one request may ask for.
 	Limits Limits `yaml:"limits"`
+	// Connections bounds how many connections are open and how long a
+	// slow or idle one may hold its place.
+	Connections Connections `yaml:"connections"`
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on admin calls (item changes). Default empty: admin calls are open.
 	AdminToken string `yaml:"admin_token"`
@@ -175,6 +183,32 @@ type Limits struct {
 	// MaxBodyBytes is the largest request body (HTTP) or message (gRPC).
 	// Default 1MiB.
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+}
+
+// Connections bounds client connections, so slow or stalled clients cannot
+// hold the node's file descriptors and memory: every phase of a connection
+// has a deadline, and the number open at once has a cap.
+type Connections struct {
+	// Max is how many connections (HTTP, gRPC and replication together)
+	// may be open at once; further ones wait in the kernel's accept queue
+	// until a slot frees (the timeouts below free the slots of stalled
+	// clients). Default 4096; keep it below the open-file limit.
+	Max int `yaml:"max"`
+	// HandshakeTimeout is how long a new connection has to show what it
+	// is: its first bytes, the TLS handshake, and for HTTP/2 without TLS
+	// (h2c: gRPC, or curl --http2-prior-knowledge) the preface, settings and
+	// first request headers. Default 10s.
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	// HeaderTimeout is how long an HTTP/1 client has to send a request's
+	// headers. Default 10s.
+	HeaderTimeout Duration `yaml:"header_timeout"`
+	// BodyTimeout is how long an HTTP client has to send a request's body
+	// once its headers are in; then it gets 408 and the connection is
+	// closed. Default 30s.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// IdleTimeout closes a keep-alive HTTP connection, or a gRPC connection
+	// without calls, after this long without a request. Default 2m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // TLSConfig names a certificate and its key (PEM). Both or neither.
@@ -266,6 +300,13 @@ func defaults() *Config {
 		Limits: Limits{
 			MaxDrawCount: DefaultMaxDrawCount,
 			MaxBodyBytes: DefaultMaxBodyBytes,
+		},
+		Connections: Connections{
+			Max:              DefaultMaxConnections,
+			HandshakeTimeout: DefaultHandshakeTimeout,
+			HeaderTimeout:    DefaultHeaderTimeout,
+			BodyTimeout:      DefaultBodyTimeout,
+			IdleTimeout:      DefaultIdleTimeout,
 		},
 		ShutdownTimeout: DefaultShutdownTimeout,
 		Log:             LogConfig{Level: DefaultLogLevel, Format: DefaultLogFormat},

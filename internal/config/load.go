@@ -383,6 +383,18 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 				{"max_body_bytes", scalar(p, &c.Limits.MaxBodyBytes, `a size like "1MiB"`, ParseByteSize)},
 			})
 		}},
+		{"connections", func(v *yaml.Node, path string) {
+			if isNull(v) {
+				return
+			}
+			p.mapping(v, path, []field{
+				{"max", p.intf(&c.Connections.Max)},
+				{"handshake_timeout", scalar(p, &c.Connections.HandshakeTimeout, `a duration like "10s"`, ParseDuration)},
+				{"header_timeout", scalar(p, &c.Connections.HeaderTimeout, `a duration like "10s"`, ParseDuration)},
+				{"body_timeout", scalar(p, &c.Connections.BodyTimeout, `a duration like "30s"`, ParseDuration)},
+				{"idle_timeout", scalar(p, &c.Connections.IdleTimeout, `a duration like "2m"`, ParseDuration)},
+			})
+		}},
 		{"admin_token", p.str(&c.AdminToken)},
 		{"client_token", p.str(&c.ClientToken)},
 		{"tls", func(v *yaml.Node, path string) {

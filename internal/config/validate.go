@@ -87,6 +87,23 @@ func (c *Config) check() []problem {
 		bad("limits.max_body_bytes", c.Limits.MaxBodyBytes, "limits.max_body_bytes %q: must be greater than zero", c.Limits.MaxBodyBytes)
 	}
 
+	if n := c.Connections.Max; n < 1 {
+		bad("connections.max", n, "connections.max %d: must be at least 1", n)
+	}
+	for _, d := range []struct {
+		path string
+		v    Duration
+	}{
+		{"connections.handshake_timeout", c.Connections.HandshakeTimeout},
+		{"connections.header_timeout", c.Connections.HeaderTimeout},
+		{"connections.body_timeout", c.Connections.BodyTimeout},
+		{"connections.idle_timeout", c.Connections.IdleTimeout},
+	} {
+		if d.v <= 0 {
+			bad(d.path, d.v, "%s %q: must be greater than zero", d.path, d.v)
+		}
+	}
+
 	for _, t := range []struct{ path, v string }{{"admin_token", c.AdminToken}, {"client_token", c.ClientToken}, {"replication.token", c.Replication.Token}} {
 		// Tokens are not echoed: the log line holding this error may be
 		// read by people who should not learn them.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -54,6 +55,12 @@ func (s *Server) guard(level access, h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, int64(s.cfg.Limits.MaxBodyBytes))
+		// The headers are in: the body has connections.body_timeout to
+		// arrive, so a client that stalls mid-body cannot hold the
+		// connection (and its handler) forever.
+		if r.ContentLength != 0 {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(s.cfg.Connections.BodyTimeout)))
+		}
 		h(w, r)
 	}
 }
@@ -125,6 +132,12 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	if se.Reason != "" {
 		name, code = se.Reason, reasonStatus(se.Reason, code)
 	}
+	if errors.Is(err, errBodyTimeout) {
+		// 408, and the connection closes: the rest of the body may still
+		// be on its way.
+		code = http.StatusRequestTimeout
+		w.Header().Set("Connection", "close")
+	}
 	b := []byte(`{"code":`)
 	b = appendJSONString(b, name)
 	b = append(b, `,"message":`...)
@@ -157,13 +170,20 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Write(append(body, '\n'))
 }
 
-// readBody reads the (size-limited) body; errors are 413 or 400.
+// errBodyTimeout: the client did not send its body within
+// connections.body_timeout.
+var errBodyTimeout = errors.New("request body timeout")
+
+// readBody reads the (size-limited) body; errors are 413, 408 or 400.
 func readBody(r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, err
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, errorf(codes.DeadlineExceeded, errBodyTimeout, "request body: not received within connections.body_timeout")
 		}
 		return nil, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, "reading body: %v", err)
 	}

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 )
 
@@ -47,6 +48,7 @@ type Server struct {
 	grpc   *grpc.Server
 	http   *http.Server
 	ln     net.Listener
+	limit  *limitListener // caps open connections (connections.max)
 	mux    *connMux
 	wg     sync.WaitGroup
 
@@ -90,6 +92,10 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)),
 		grpc.ForceServerCodecV2(newRequestCodec()),
+		// grpc-go waits 120s by default for a new connection's preface and
+		// settings, and keeps a connection without calls forever.
+		grpc.ConnectionTimeout(time.Duration(cfg.Connections.HandshakeTimeout)),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: time.Duration(cfg.Connections.IdleTimeout)}),
 	)
 	rpv1.RegisterRewardPoolServer(s.grpc, &grpcService{s: s})
 	rpv1.RegisterReplicationServer(s.grpc, &replicationService{s: s})
@@ -101,9 +107,11 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.http = &http.Server{
-		Handler:           s.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler: s.routes(),
+		// The body has its own deadline, set by guard once the headers are
+		// in (connections.body_timeout); ReadTimeout would cover both.
+		ReadHeaderTimeout: time.Duration(cfg.Connections.HeaderTimeout),
+		IdleTimeout:       time.Duration(cfg.Connections.IdleTimeout),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -113,10 +121,12 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 // Listen opens the configured address and starts serving. Until Recover
 // finishes, /healthz answers, /readyz and the API answer 503.
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	raw, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server: listen on %s: %w", s.cfg.Listen, err)
 	}
+	s.limit = newLimitListener(raw, s.cfg.Connections.Max)
+	ln := net.Listener(s.limit)
 	s.ln = ln
 	if s.cfg.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
@@ -138,7 +148,12 @@ func (s *Server) Listen() error {
 		})
 		s.goServe("https", func() error { return s.http.Serve(tls.NewListener(ln, s.http.TLSConfig)) })
 	} else {
-		s.mux = newConnMux(ln)
+		// h2c JSON clients (curl --http2-prior-knowledge) reach the HTTP
+		// server too: the mux routes h2c connections by content type.
+		s.http.Protocols = new(http.Protocols)
+		s.http.Protocols.SetHTTP1(true)
+		s.http.Protocols.SetUnencryptedHTTP2(true)
+		s.mux = newConnMux(ln, time.Duration(s.cfg.Connections.HandshakeTimeout))
 		s.goServe("grpc", func() error { return s.grpc.Serve(s.mux.grpc) })
 		s.goServe("http", func() error { return s.http.Serve(s.mux.http1) })
 		s.goServe("mux", func() error { s.mux.serve(); return nil })
@@ -161,6 +176,9 @@ func (s *Server) goServe(name string, serve func() error) {
 
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// openConns is how many client connections are open.
+func (s *Server) openConns() int64 { return s.limit.open.Load() }
 
 // Recover opens every configured pool (snapshot + log replay), then marks
 // the server ready. A pool that fails to open stops the start: serving a
