@@ -93,6 +93,39 @@ func TestBenchEveryRequestFailed(t *testing.T) {
 	}
 }
 
+// Every mode fails loudly when most calls failed: the report is still
+// printed, and bench returns an error (exit status 1) saying why.
+func TestBenchFailsWhenMostCallsFailed(t *testing.T) {
+	var calls atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/pools/empty/draw", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"draws":[{"request_id":"1","error":"POOL_EMPTY"}]}`)
+	})
+	mux.HandleFunc("POST /v1/pools/flaky/draw", func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%4 != 0 { // three of four fail
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"code":"UNAVAILABLE","message":"disk"}`)
+			return
+		}
+		io.WriteString(w, `{"draws":[{"request_id":"1","item_id":"gold"}]}`)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for pool, want := range map[string]string{"empty": "POOL_EMPTY", "flaky": "requests failed"} {
+		var out bytes.Buffer
+		err := runBenchCtx(context.Background(), []string{"--addr", addr, "--pool", pool, "--mode", "http",
+			"--concurrency", "2", "--requests", "40", "--warmup", "0s", "--json"}, &out, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("pool %s: err = %v, want a failure mentioning %q", pool, err, want)
+		}
+		var rep loadgen.Report
+		if json.Unmarshal(out.Bytes(), &rep) != nil {
+			t.Errorf("pool %s: report not printed: %s", pool, out.String())
+		}
+	}
+}
+
 func TestBenchFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--mode", "smoke-signals"},

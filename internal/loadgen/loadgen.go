@@ -152,6 +152,31 @@ type Report struct {
 	LatencyUS      Latency `json:"latency_us"`
 }
 
+// Failure reports why the run measured mostly failures, or nil: nothing
+// completed, more than half of the requests failed, or more than half of
+// the draws in successful replies failed (an empty pool). Such a run's
+// rates describe errors, not draws, so bench exits non-zero on it.
+func (r *Report) Failure() error {
+	total := r.Requests + r.Errors
+	switch {
+	case total == 0:
+		return errors.New("no request completed")
+	case r.Requests == 0:
+		return fmt.Errorf("every request failed (%d errors: %s)", r.Errors, kinds(r.ErrorsByKind))
+	case 2*r.Errors > total:
+		return fmt.Errorf("%d of %d requests failed (%s): the rates above are not draws", r.Errors, total, kinds(r.ErrorsByKind))
+	}
+	var failed int64
+	for _, n := range r.FailedDraws {
+		failed += n
+	}
+	if 2*failed > r.Draws {
+		return fmt.Errorf("%d of %d draws failed (%s): the pool is empty or missing, so the rates above are not draws",
+			failed, r.Draws, kinds(r.FailedDraws))
+	}
+	return nil
+}
+
 // workerStats is what one worker gathers; merged at the end.
 type workerStats struct {
 	lat      []int64

@@ -419,6 +419,7 @@ func fakeRedis(t *testing.T) (string, *atomic.Int64) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	var rid, evals atomic.Int64
+	var seeded atomic.Bool
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -443,7 +444,13 @@ func fakeRedis(t *testing.T) (string, *atomic.Int64) {
 					case "SCRIPT":
 						out = resp.Value{Kind: resp.BulkString, Str: "0123456789abcdef0123456789abcdef01234567"}
 					case "EVAL":
+						seeded.Store(true)
 						out = resp.Value{Kind: resp.Integer, Int: int64(len(a)-4) / 3}
+					case "EXISTS":
+						out = resp.Value{Kind: resp.Integer}
+						if seeded.Load() && strings.HasSuffix(a[1].Str, ":bench") {
+							out.Int = 1
+						}
 					case "EVALSHA":
 						evals.Add(1)
 						var n int
@@ -481,6 +488,54 @@ func TestRedisModeAgainstFake(t *testing.T) {
 	}
 	if r.FailedDraws["POOL_EMPTY"] == 0 {
 		t.Errorf("failed draws %v", r.FailedDraws)
+	}
+}
+
+// Without --redis-setup, bench refuses a catalog it did not seed: against
+// an empty Redis every draw would be POOL_EMPTY, reported as throughput.
+// A catalog an earlier run seeded is accepted.
+func TestRedisModeRefusesCatalogItDidNotSetUp(t *testing.T) {
+	addr, evals := fakeRedis(t)
+	cfg := Config{Mode: ModeRedis, Addr: addr, Concurrency: 1, Requests: 10, Count: 1, Pool: "default"}
+	_, err := Run(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "--redis-setup") {
+		t.Fatalf("Run without a seeded catalog: %v, want an error naming --redis-setup", err)
+	}
+	if evals.Load() != 0 {
+		t.Errorf("%d draws sent to a catalog bench did not set up", evals.Load())
+	}
+	seed := cfg
+	seed.RedisSetup = GenCatalog(6)
+	if _, err := Run(context.Background(), seed); err != nil {
+		t.Fatalf("Run with --redis-setup: %v", err)
+	}
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatalf("Run against the catalog seeded before: %v", err)
+	}
+}
+
+// Report.Failure is what makes every mode fail loudly: most requests, or
+// most draws, failed.
+func TestReportFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    Report
+		want string // "" = no failure
+	}{
+		{"healthy", Report{Requests: 100, Draws: 100, Errors: 1}, ""},
+		{"a third of draws empty", Report{Requests: 90, Draws: 90, FailedDraws: map[string]int64{"POOL_EMPTY": 30}}, ""},
+		{"nothing completed", Report{}, "no request completed"},
+		{"every request failed", Report{Errors: 5, ErrorsByKind: map[string]int64{"transport": 5}}, "every request failed"},
+		{"most requests failed", Report{Requests: 4, Draws: 4, Errors: 6, ErrorsByKind: map[string]int64{"http:503": 6}}, "6 of 10 requests failed"},
+		{"every draw empty", Report{Requests: 10, Draws: 20, FailedDraws: map[string]int64{"POOL_EMPTY": 20}}, "20 of 20 draws failed"},
+	} {
+		err := tc.r.Failure()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: Failure() = %v, want nil", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: Failure() = %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }
 

@@ -59,6 +59,7 @@ end
 flush(tk, ta); flush(ik, ia); flush(qk, qa); flush(wk, wa)
 redis.call('HSET', tk, 'n', n, 't', total)
 redis.call('SET', p .. ':rid', 0)
+redis.call('SET', p .. ':bench', 'seeded by rewardpool bench --redis-setup')
 return n`
 
 // CatalogItem is one item of a benchmark catalog. Redis needs integer
@@ -153,6 +154,10 @@ func SeedRedis(c *resp.Conn, prefix string, items []CatalogItem) error {
 	return nil
 }
 
+// ErrNoCatalog: redis mode without --redis-setup found no catalog that
+// bench seeded under the key prefix.
+var ErrNoCatalog = errors.New("redis catalog not set up")
+
 type redisTarget struct {
 	cfg   *Config
 	sha   string
@@ -175,6 +180,18 @@ func newRedisTarget(ctx context.Context, cfg *Config) (*redisTarget, error) {
 	if cfg.RedisSetup != nil {
 		if err := SeedRedis(c, cfg.RedisPrefix, cfg.RedisSetup); err != nil {
 			return nil, err
+		}
+	} else if !cfg.Noop {
+		// Drawing from a catalog bench did not seed measures nothing useful:
+		// against a missing one every draw is POOL_EMPTY and would still be
+		// reported as throughput. The setup script leaves a marker.
+		v, err := c.Do("EXISTS", cfg.RedisPrefix+":bench")
+		if err != nil {
+			return nil, fmt.Errorf("checking the catalog under %q: %w", cfg.RedisPrefix, err)
+		}
+		if v.Int != 1 {
+			return nil, fmt.Errorf("%w: no catalog seeded by bench under %q: run once with --redis-setup gen:6 (or a catalog file) to create it",
+				ErrNoCatalog, cfg.RedisPrefix)
 		}
 	}
 	script := cfg.RedisScript
