@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,7 +44,7 @@ func runBenchCtx(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg loadgen.Config
-	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "server address host:port (redis mode: the Redis)")
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "server address: host:port, http://host:port or https://host:port (redis mode: the Redis's host:port)")
 	fs.StringVar(&cfg.Pool, "pool", "default", "pool to draw from")
 	fs.StringVar(&cfg.Mode, "mode", "unary", "unary | stream | http | redis")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 16, "workers (each with its own connection or stream)")
@@ -57,8 +55,8 @@ func runBenchCtx(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&cfg.GRPCConns, "grpc-conns", 0, "gRPC ClientConns shared by the workers (default: one per 16 workers)")
 	fs.BoolVar(&cfg.Noop, "noop", false, "call Noop/NoopStream or /v1/noop/ (the transport floor) instead of drawing")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token (redis mode: AUTH password)")
-	useTLS := fs.Bool("tls", false, "connect with TLS")
-	skipVerify := fs.Bool("insecure-skip-verify", false, "with --tls: do not verify the server's certificate")
+	var tf tlsFlags
+	tf.register(fs)
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up before measuring (not counted)")
 	asJSON := fs.Bool("json", false, "print the final report as one JSON object")
 	fs.StringVar(&cfg.RedisPrefix, "redis-keys", "", "redis mode: key prefix (default rewardpool:<pool>)")
@@ -83,10 +81,14 @@ func runBenchCtx(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 		}
 	}
-	if *useTLS {
-		cfg.TLS = &tls.Config{InsecureSkipVerify: *skipVerify}
-	} else if *skipVerify {
-		return errors.New("--insecure-skip-verify needs --tls")
+	addrFlag := cfg.Addr
+	host, https, err := parseAddr(cfg.Addr)
+	if err != nil {
+		return err
+	}
+	cfg.Addr = host
+	if cfg.TLS, err = tf.config(https, addrFlag); err != nil {
+		return err
 	}
 	if *setup != "" {
 		items, err := loadgen.LoadCatalog(*setup)

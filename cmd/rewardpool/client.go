@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,18 +15,17 @@ import (
 // clientFlags are the flags of the commands that talk to a running server.
 type clientFlags struct {
 	addr, token, pool string
-	tls, insecure     bool
+	tlsFlags
 }
 
 func newClientFlagSet(name, args string, cf *clientFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&cf.addr, "addr", "127.0.0.1:7070", "server address host:port")
+	fs.StringVar(&cf.addr, "addr", "127.0.0.1:7070", "server address: host:port, http://host:port or https://host:port")
 	fs.StringVar(&cf.token, "token", "", "bearer token (client_token, or admin_token for admin)")
 	fs.StringVar(&cf.pool, "pool", "default", "pool name")
-	fs.BoolVar(&cf.tls, "tls", false, "use HTTPS")
-	fs.BoolVar(&cf.insecure, "insecure-skip-verify", false, "with --tls: do not verify the server certificate")
+	cf.tlsFlags.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: rewardpool %s %s [flags]\n\nflags:\n", name, args)
+		fmt.Fprintf(fs.Output(), "usage: rewardpool %s [flags]\n\nflags:\n", strings.TrimSpace(name+" "+args))
 		fs.PrintDefaults()
 	}
 	return fs
@@ -36,11 +34,19 @@ func newClientFlagSet(name, args string, cf *clientFlags) *flag.FlagSet {
 // call sends one HTTP/JSON request and copies the JSON answer to stdout;
 // a non-2xx answer becomes an error carrying the server's message.
 func (cf *clientFlags) call(method, path string, body any, stdout io.Writer) error {
+	host, https, err := parseAddr(cf.addr)
+	if err != nil {
+		return err
+	}
+	tc, err := cf.tlsFlags.config(https, cf.addr)
+	if err != nil {
+		return err
+	}
 	scheme := "http"
 	client := &http.Client{Timeout: 30 * time.Second}
-	if cf.tls {
+	if tc != nil {
 		scheme = "https"
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: cf.insecure}}
+		client.Transport = &http.Transport{TLSClientConfig: tc}
 	}
 	var rd io.Reader
 	if body != nil {
@@ -50,7 +56,7 @@ func (cf *clientFlags) call(method, path string, body any, stdout io.Writer) err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, scheme+"://"+cf.addr+path, rd)
+	req, err := http.NewRequest(method, scheme+"://"+host+path, rd)
 	if err != nil {
 		return err
 	}
@@ -111,10 +117,12 @@ func runState(args []string, stdout io.Writer) error {
 }
 
 func runAdmin(args []string, stdout io.Writer) error {
-	if len(args) == 0 || (args[0] != "set" && args[0] != "remove") {
-		return fmt.Errorf("want a subcommand: set (add or change an item) or remove")
+	op, err := subcommand("admin", args,
+		[2]string{"set", "add an item, or change its quantity and/or weight"},
+		[2]string{"remove", "remove an item from the pool's catalog"})
+	if err != nil {
+		return err
 	}
-	op := args[0]
 	var cf clientFlags
 	fs := newClientFlagSet("admin "+op, "--id ID [--quantity N] [--weight W]", &cf)
 	id := fs.String("id", "", "item id (required)")

@@ -9,7 +9,7 @@
 //	rewardpool bench    [--addr A] [--mode unary|stream|http|redis] ...
 //	rewardpool wal      dump|verify|repair|reseed [--data-dir D] [--pool P]
 //	rewardpool snapshot inspect [--data-dir D] [--pool P] [--file F]
-//	rewardpool version
+//	rewardpool version | --version
 package main
 
 import (
@@ -18,10 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type command struct {
 	name, args, help string
@@ -38,7 +36,7 @@ func commands() []command {
 		{"wal", "dump|verify|repair|reseed [--data-dir D] [--pool P]", "offline: print, check or repair a pool's log; reseed a pool whose state is lost", runWAL},
 		{"snapshot", "inspect [--data-dir D] [--pool P]", "offline: print a snapshot as JSON", runSnapshot},
 		{"bench", "[--mode unary|stream|http|redis] [--concurrency N] [--duration D]", "load generator: draws/s and latency percentiles", runBench},
-		{"version", "", "print the version", func([]string, io.Writer) error { fmt.Println("rewardpool", version); return nil }},
+		{"version", "", "print the version, VCS revision and Go version (also --version)", runVersion},
 	}
 }
 
@@ -47,10 +45,14 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-9s %-48s %s\n", c.name, c.args, c.help)
 	}
-	fmt.Fprintln(w, "\nClient commands take --addr (default 127.0.0.1:7070) and --token; offline tools take\n--data-dir (default ./data) and --pool (default \"default\") and must not run beside the server.\nRun 'rewardpool <command> --help' for its flags.")
+	fmt.Fprintln(w, "\nClient commands take --addr (host:port or http(s)://host:port, default 127.0.0.1:7070),\n--token and, for a TLS server, --cacert; offline tools take --data-dir (default ./data) and\n--pool (default \"default\") and must not run beside the server.\nRun 'rewardpool <command> --help' for its flags.")
 }
 
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
+		readBuildVersion().write(os.Stdout)
+		return
+	}
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		usage(os.Stderr)
 		if len(os.Args) < 2 {
@@ -73,4 +75,32 @@ func main() {
 	fmt.Fprintf(os.Stderr, "rewardpool: unknown command %q\n\n", os.Args[1])
 	usage(os.Stderr)
 	os.Exit(2)
+}
+
+// subcommand returns the subcommand args[0] names, one of subs. With -h,
+// --help or help there instead, it prints the command's usage (what each
+// subcommand does) and returns flag.ErrHelp, so "rewardpool admin --help"
+// works like "rewardpool admin set --help".
+func subcommand(name string, args []string, subs ...[2]string) (string, error) {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s[0]
+	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			fmt.Fprintf(os.Stderr, "usage: rewardpool %s %s [flags]\n\nsubcommands:\n", name, strings.Join(names, "|"))
+			for _, s := range subs {
+				fmt.Fprintf(os.Stderr, "  %-8s %s\n", s[0], s[1])
+			}
+			fmt.Fprintf(os.Stderr, "\nRun 'rewardpool %s <subcommand> --help' for its flags.\n", name)
+			return "", flag.ErrHelp
+		}
+		for _, n := range names {
+			if args[0] == n {
+				return n, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("want a subcommand: %s (see rewardpool %s --help)", strings.Join(names, ", "), name)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // poolFlags are the flags every command shares.
@@ -16,13 +17,17 @@ type poolFlags struct {
 	verbose       bool
 }
 
-func newFlagSet(name, args string, pf *poolFlags) *flag.FlagSet {
+// newFlagSet makes the flags of an offline tool; verbose adds -v for the
+// tools that log (those that open the log).
+func newFlagSet(name, args string, pf *poolFlags, verbose bool) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&pf.dataDir, "data-dir", "./data", "data directory; each pool lives in <data-dir>/<pool>")
 	fs.StringVar(&pf.pool, "pool", "default", "pool name")
-	fs.BoolVar(&pf.verbose, "v", false, "log recovery and snapshot messages to stderr")
+	if verbose {
+		fs.BoolVar(&pf.verbose, "v", false, "log what the log reader finds (torn tails, segments) to stderr")
+	}
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: rewardpool %s %s [flags]\n\nflags:\n", name, args)
+		fmt.Fprintf(fs.Output(), "usage: rewardpool %s [flags]\n\nflags:\n", strings.TrimSpace(name+" "+args))
 		fs.PrintDefaults()
 	}
 	return fs

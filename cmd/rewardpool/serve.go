@@ -75,7 +75,7 @@ func runServe(args []string, stdout io.Writer) error {
 		defer stop()
 	}
 
-	srv := server.New(cfg, log, version)
+	srv := server.New(cfg, log, readBuildVersion().short())
 	if err := srv.Listen(); err != nil {
 		return err
 	}

@@ -17,13 +17,20 @@ import (
 func formatWeight(units uint64) string { return pool.FormatWeight(units) }
 
 func runWAL(args []string, stdout io.Writer) error {
-	if len(args) == 0 || (args[0] != "dump" && args[0] != "verify" && args[0] != "repair" && args[0] != "reseed") {
-		return fmt.Errorf("want a subcommand: dump, verify, repair or reseed")
+	op, err := subcommand("wal", args,
+		[2]string{"dump", "print the log's records as JSON lines"},
+		[2]string{"verify", "check every record; report the first damage with its location"},
+		[2]string{"repair", "cut a damaged tail, saving what it removes"},
+		[2]string{"reseed", "override: set aside a directory that cannot prove its state, so the next start seeds it"})
+	if err != nil {
+		return err
 	}
-	op := args[0]
 	var pf poolFlags
-	fs := newFlagSet("wal "+op, "", &pf)
-	from := fs.Uint64("from", 0, "dump: first seq to print (default: the oldest on disk)")
+	fs := newFlagSet("wal "+op, "", &pf, true)
+	var from *uint64
+	if op == "dump" {
+		from = fs.Uint64("from", 0, "first seq to print (default: the oldest on disk)")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -74,7 +81,7 @@ func runWAL(args []string, stdout io.Writer) error {
 		}
 	}
 	start := l.FirstSeq()
-	if *from > start {
+	if from != nil && *from > start {
 		start = *from
 	}
 	out := bufio.NewWriter(stdout)
@@ -113,11 +120,11 @@ func runWAL(args []string, stdout io.Writer) error {
 }
 
 func runSnapshot(args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "inspect" {
-		return fmt.Errorf("want a subcommand: inspect")
+	if _, err := subcommand("snapshot", args, [2]string{"inspect", "print a snapshot (the pool's newest, or --file) as JSON"}); err != nil {
+		return err
 	}
 	var pf poolFlags
-	fs := newFlagSet("snapshot inspect", "[--file F]", &pf)
+	fs := newFlagSet("snapshot inspect", "[--file F]", &pf, false)
 	file := fs.String("file", "", "snapshot file (default: the pool's newest)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
