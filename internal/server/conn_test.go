@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,11 @@ func TestH2CJSON(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"last_request_id":6`) {
 		t.Errorf("h2c GET pool: %d %s, want 200 with last_request_id 6", resp.StatusCode, b)
+	}
+	// The open connections are counted: this h2c one, the test's HTTP/1
+	// and gRPC clients.
+	if n := ts.scrape()["rewardpool_connections_open"]; n < 2 {
+		t.Errorf("rewardpool_connections_open = %v, want at least 2", n)
 	}
 	// gRPC on the same port still works, and shares the ids.
 	r, err := ts.rp.Draw(testCtx(t), &rpv1.DrawRequest{Pool: "prizes"})
@@ -237,6 +243,7 @@ func TestSlowConnectionFlood(t *testing.T) {
 	var mu sync.Mutex
 	stillOpen := map[string]int{}
 	slowest := map[string]time.Duration{}
+	not408 := 0 // slow bodies answered other than 408 before the close
 	n := 0
 	for sc := range conns {
 		n++
@@ -245,7 +252,7 @@ func TestSlowConnectionFlood(t *testing.T) {
 			defer closeWG.Done()
 			defer sc.conn.Close()
 			sc.conn.SetReadDeadline(sc.sent.Add(sc.bound))
-			_, err := io.Copy(io.Discard, sc.conn)
+			got, err := io.ReadAll(sc.conn)
 			took := time.Since(sc.sent)
 			mu.Lock()
 			defer mu.Unlock()
@@ -253,6 +260,9 @@ func TestSlowConnectionFlood(t *testing.T) {
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
 				stillOpen[sc.kind]++
 				return
+			}
+			if sc.kind == "slow body" && !bytes.HasPrefix(got, []byte("HTTP/1.1 408 ")) {
+				not408++
 			}
 			slowest[sc.kind] = max(slowest[sc.kind], took)
 		}()
@@ -265,6 +275,9 @@ func TestSlowConnectionFlood(t *testing.T) {
 		t.Fatalf("opened %d slow connections, want %d", n, total)
 	}
 	t.Logf("slowest close by kind: %v; draws answered during the flood: %d", slowest, good.Load())
+	if not408 > 0 {
+		t.Errorf("%d slow-body connections were closed without a 408 answer", not408)
+	}
 	for kind, k := range stillOpen {
 		t.Errorf("%d %q connections still open past their timeout", k, kind)
 	}

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rewardpool/rewardpool"
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
 	"github.com/rewardpool/rewardpool/internal/config"
@@ -86,6 +87,16 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		nodeID:  newNodeID(),
 	}
 	s.metrics.reg.MustRegister(newPoolCollector(s.pools.Load))
+	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rewardpool_connections_open",
+		Help: "Client connections open (HTTP, gRPC, replication); at most connections.max.",
+	}, func() float64 {
+		// Scrapes arrive over a connection, so Listen has set s.limit.
+		if s.limit == nil {
+			return 0
+		}
+		return float64(s.openConns())
+	}))
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
