@@ -85,6 +85,38 @@ func TestH2CJSON(t *testing.T) {
 	}
 }
 
+// An HTTP/2 request whose body stalls gets 408 after body_timeout, as over
+// HTTP/1: the deadline is per request, so it holds neither its handler nor
+// the connection's other streams.
+func TestH2CSlowBody(t *testing.T) {
+	ts := startServer(t, serverOpts{configure: func(c *config.Config) {
+		c.Connections.BodyTimeout = config.Duration(500 * time.Millisecond)
+	}})
+	hc := h2cClient(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go io.WriteString(pw, `{"count"`) // part of the body, then nothing
+	req, _ := http.NewRequest("POST", ts.base+"/v1/pools/prizes/draw", pr)
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = 64
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("h2c slow body: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("h2c slow body: %d %s after %v, want 408", resp.StatusCode, b, time.Since(start))
+	}
+	// The h2c client still gets answers (over the same connection).
+	resp, err = hc.Get(ts.base + "/v1/pools/prizes")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after a slow body: GET pool %v, %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
 // raiseFileLimit makes room for n more open files in this process, or
 // skips the test when the hard limit does not allow it.
 func raiseFileLimit(t *testing.T, n uint64) {
