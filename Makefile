@@ -13,7 +13,8 @@ FUZZ_TARGETS = \
 	./wal:FuzzSegmentHeader \
 	./snapshot:FuzzDecode \
 	./pool:FuzzParseWeight \
-	./internal/server:FuzzParseDrawBody
+	./internal/server:FuzzParseDrawBody \
+	./internal/server:FuzzSniffH2C
 
 .PHONY: all build test vet race alloc powerloss fuzz bench clean
 

@@ -135,3 +135,83 @@ func oracleCount(t *testing.T, body []byte, raw json.RawMessage) int64 {
 	}
 	return n
 }
+
+// fakeH2CConn feeds a client's bytes to sniffH2C and swallows what the mux
+// writes back (its SETTINGS frame).
+type fakeH2CConn struct {
+	r *bytes.Reader
+}
+
+func (c *fakeH2CConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *fakeH2CConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// FuzzSniffH2C: the h2c router never panics on what a client sends after
+// the preface, and when it routes a connection, the bytes it replays are
+// exactly what it read minus one SETTINGS acknowledgement (9 bytes), so
+// the chosen server sees the client's stream intact.
+func FuzzSniffH2C(f *testing.F) {
+	settings := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0}
+	ack := []byte{0, 0, 0, 4, 1, 0, 0, 0, 0}
+	// HEADERS on stream 1, END_HEADERS, literal fields without indexing:
+	// :method POST, content-type application/grpc.
+	block := []byte{0x83, 0x0f, 0x10, 0x10}
+	block = append(block, "application/grpc"...)
+	headers := append([]byte{0, 0, byte(len(block)), 1, 4, 0, 0, 0, 1}, block...)
+	for _, seed := range [][]byte{
+		nil,
+		settings,
+		append(append(append([]byte{}, settings...), ack...), headers...),
+		append(append(append([]byte{}, settings...), headers...), ack...),
+		append(append([]byte{}, settings...), 0, 0, 5, 0, 1, 0, 0, 0, 1, 'h', 'e', 'l', 'l', 'o'),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in := append([]byte(http2Preface[3:]), b...)
+		r := bytes.NewReader(in)
+		replay, _, err := sniffH2C(&fakeH2CConn{r: r}, []byte(http2Preface[:3]))
+		if err != nil {
+			return
+		}
+		consumed := 3 + len(in) - r.Len()
+		if len(replay) != consumed-9 {
+			t.Fatalf("replay is %d bytes of %d read; want all but one 9-byte SETTINGS ack", len(replay), consumed)
+		}
+		if !bytes.HasPrefix(replay, []byte(http2Preface)) {
+			t.Fatalf("replay does not start with the preface: %q", replay[:min(len(replay), 24)])
+		}
+	})
+}
+
+// TestSniffH2CRoutes: the seeds of FuzzSniffH2C route as their content type
+// says, whether the SETTINGS ack comes before or after the headers.
+func TestSniffH2CRoutes(t *testing.T) {
+	settings := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0}
+	ack := []byte{0, 0, 0, 4, 1, 0, 0, 0, 0}
+	headers := func(ct string) []byte {
+		block := append([]byte{0x83, 0x0f, 0x10, byte(len(ct))}, ct...)
+		return append([]byte{0, 0, byte(len(block)), 1, 4, 0, 0, 0, 1}, block...)
+	}
+	for _, tc := range []struct {
+		name string
+		in   [][]byte
+		grpc bool
+	}{
+		{"grpc, ack first", [][]byte{settings, ack, headers("application/grpc")}, true},
+		{"grpc+proto, ack last", [][]byte{settings, headers("application/grpc+proto"), ack}, true},
+		{"json", [][]byte{settings, headers("application/json"), ack}, false},
+	} {
+		in := []byte(http2Preface[3:])
+		for _, b := range tc.in {
+			in = append(in, b...)
+		}
+		replay, grpc, err := sniffH2C(&fakeH2CConn{r: bytes.NewReader(in)}, []byte(http2Preface[:3]))
+		if err != nil || grpc != tc.grpc {
+			t.Errorf("%s: grpc %v, err %v; want grpc %v", tc.name, grpc, err, tc.grpc)
+			continue
+		}
+		if bytes.Contains(replay[len(http2Preface):], ack) {
+			t.Errorf("%s: the mux's SETTINGS ack is replayed to the server", tc.name)
+		}
+	}
+}

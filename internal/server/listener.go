@@ -98,7 +98,7 @@ func (m *connMux) route(c net.Conn) {
 // own SETTINGS follow and supersede them). The client's acknowledgement of
 // it is dropped from the replay, since the real server never sent that
 // frame; the mux waits for it, which a conforming client sends at once.
-func sniffH2C(c net.Conn, head []byte) (replay []byte, grpc bool, err error) {
+func sniffH2C(c io.ReadWriter, head []byte) (replay []byte, grpc bool, err error) {
 	rest := make([]byte, len(http2Preface)-len(head))
 	if _, err := io.ReadFull(c, rest); err != nil {
 		return nil, false, err
