@@ -194,13 +194,13 @@ type Connections struct {
 	// until a slot frees (the timeouts below free the slots of stalled
 	// clients). Default 4096; keep it below the open-file limit.
 	Max int `yaml:"max"`
-	// HandshakeTimeout is how long a new connection has to show what it
-	// is: its first bytes, the TLS handshake, and for HTTP/2 without TLS
-	// (h2c: gRPC, or curl --http2-prior-knowledge) the preface, settings and
-	// first request headers. Default 10s.
+	// HandshakeTimeout is how long a new plaintext connection has to show
+	// what it is: its first bytes, and for HTTP/2 without TLS (h2c: gRPC,
+	// or curl --http2-prior-knowledge) the preface, settings and first
+	// request headers. Default 10s.
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
 	// HeaderTimeout is how long an HTTP/1 client has to send a request's
-	// headers. Default 10s.
+	// headers; with TLS it also bounds the TLS handshake. Default 10s.
 	HeaderTimeout Duration `yaml:"header_timeout"`
 	// BodyTimeout is how long an HTTP client has to send a request's body
 	// once its headers are in; then it gets 408 and the connection is
