@@ -3,6 +3,8 @@ package server
 import (
 	"unicode/utf8"
 
+	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
@@ -12,8 +14,11 @@ import (
 )
 
 // requestCodec is grpc-go's proto codec with one difference on the
-// receiving side: a request whose top-level string field holds invalid
-// UTF-8 is decoded with that field's bytes as they are, instead of failing.
+// receiving side: a RewardPool request whose top-level string field holds
+// invalid UTF-8 is decoded with that field's bytes as they are, instead of
+// failing. The service validates every string of those requests (keys and
+// item ids must be UTF-8, pools are looked up by name); other messages,
+// replication's among them, keep the proto library's strict decoding.
 //
 // The proto library refuses such a message, and grpc-go then answers
 // INTERNAL "failed to unmarshal" before any of our code runs. A key that is
@@ -33,8 +38,11 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if err == nil {
 		return nil
 	}
-	m, ok := v.(protov2.Message)
-	if !ok {
+	var m protov2.Message
+	switch v := v.(type) {
+	case *rpv1.DrawRequest, *rpv1.GetPoolRequest, *rpv1.PutItemRequest, *rpv1.DeleteItemRequest:
+		m = v.(protov2.Message)
+	default:
 		return err
 	}
 	if lenient(data.Materialize(), m.ProtoReflect()) {

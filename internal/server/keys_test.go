@@ -130,6 +130,24 @@ func TestIdempotencyKeyBytesGRPC(t *testing.T) {
 			t.Errorf("Draw key %q drew (last id %d -> %d)", key, before.GetLastRequestId(), after.GetLastRequestId())
 		}
 
+		// An item id is validated the same way: refused, not stored.
+		var put []byte
+		put = protowire.AppendTag(put, 1, protowire.BytesType)
+		put = protowire.AppendString(put, "prizes")
+		put = protowire.AppendTag(put, 2, protowire.BytesType)
+		put = protowire.AppendString(put, key)
+		put = protowire.AppendTag(put, 3, protowire.VarintType)
+		put = protowire.AppendVarint(put, 1)
+		put = protowire.AppendTag(put, 4, protowire.Fixed64Type)
+		put = protowire.AppendFixed64(put, 0x3ff0000000000000) // 1.0
+		err = ts.conn.Invoke(ctx, rpv1.RewardPool_PutItem_FullMethodName, &put, &out, grpc.ForceCodecV2(rawCodec{}))
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument {
+			t.Errorf("PutItem item id %q: %v, want INVALID_ARGUMENT", key, err)
+		}
+		if after := ts.grpcPool(ctx, "prizes"); len(after.Items) != len(before.Items) {
+			t.Errorf("PutItem item id %q added an item", key)
+		}
+
 		// The stream says the same, and performs nothing.
 		sctx, cancel := context.WithCancel(ctx)
 		desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
