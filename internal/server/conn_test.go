@@ -163,14 +163,21 @@ func TestSlowConnectionFlood(t *testing.T) {
 	// Both ends of every connection are in this process.
 	raiseFileLimit(t, 2*total+1024)
 	timeouts := config.Connections{
-		Max:              total + 200,
-		HandshakeTimeout: config.Duration(2 * time.Second),
+		Max: total + 200,
+		// Longer than the others: a dialling goroutine starved between its
+		// connect and its write must not be cut before it sends.
+		HandshakeTimeout: config.Duration(4 * time.Second),
 		HeaderTimeout:    config.Duration(2 * time.Second),
 		BodyTimeout:      config.Duration(2 * time.Second),
 		IdleTimeout:      config.Duration(30 * time.Second),
 	}
 	ts := startServer(t, serverOpts{configure: func(c *config.Config) { c.Connections = timeouts }})
-	ts.draw("prizes", "", "") // the kept-alive connection exists before the flood
+	// The kept-alive HTTP connection and the gRPC connection exist before
+	// the flood, as a busy node's clients' do.
+	ts.draw("prizes", "", "")
+	if _, err := ts.rp.Draw(testCtx(t), &rpv1.DrawRequest{Pool: "prizes"}); err != nil {
+		t.Fatal(err)
+	}
 	addr := ts.srv.Addr().String()
 
 	// Good clients draw until the flood is over.
@@ -222,9 +229,11 @@ func TestSlowConnectionFlood(t *testing.T) {
 	body := time.Duration(timeouts.BodyTimeout)
 	header := time.Duration(timeouts.HeaderTimeout)
 	handshake := time.Duration(timeouts.HandshakeTimeout)
-	// The slack covers a loaded test machine (-race, shared cores), not the
-	// server: without the timeouts these connections stay open for minutes.
-	const slack = 5 * time.Second
+	// The slack covers a loaded test machine (-race, the whole suite and
+	// other work on two cores: closes were seen 7s late), not the server:
+	// without the timeouts these connections stay open for minutes. A
+	// passing run takes only as long as the closes do.
+	const slack = 20 * time.Second
 	kinds := []struct {
 		name  string
 		n     int
@@ -293,7 +302,9 @@ func TestSlowConnectionFlood(t *testing.T) {
 				stillOpen[sc.kind]++
 				return
 			}
-			if sc.kind == "slow body" && !bytes.HasPrefix(got, []byte("HTTP/1.1 408 ")) {
+			// Closed before its body could time out, it was cut at the
+			// handshake (its dialler was starved before it wrote): fine.
+			if sc.kind == "slow body" && took >= body && !bytes.HasPrefix(got, []byte("HTTP/1.1 408 ")) {
 				not408++
 			}
 			slowest[sc.kind] = max(slowest[sc.kind], took)
