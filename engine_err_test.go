@@ -29,8 +29,8 @@ func TestErrReportsLogFailure(t *testing.T) {
 		t.Fatalf("Err on a healthy engine: %v", err)
 	}
 	fail.Store(true)
-	if _, err := e.Draw(context.Background(), DrawRequest{}); !errors.Is(err, ErrWAL) {
-		t.Fatalf("Draw with failing fsync: %v", err)
+	if _, err := e.Draw(context.Background(), DrawRequest{}); err == nil {
+		t.Fatal("Draw with failing fsync succeeded")
 	}
 	if err := e.Err(); !errors.Is(err, ErrWAL) || !errors.Is(err, boom) {
 		t.Fatalf("Err after the log failed = %v, want ErrWAL wrapping the cause", err)
