@@ -161,7 +161,8 @@ type ReplicationConfig struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// the Replication service's StreamWAL and GetSnapshot (the admin token
 	// is accepted too), and a replica sends it to its primary. Default
-	// empty: those calls need the admin token when one is set, else none.
+	// empty: those calls need the admin token when one is set, else none,
+	// and a replica sends its own admin token instead.
 	Token string `yaml:"token"`
 	// MinSyncReplicas is how many replicas must hold a batch durably
 	// before the primary answers its draws and item changes. 0 (default):
