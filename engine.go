@@ -47,6 +47,9 @@ type Engine struct {
 	durableSeq atomic.Uint64 // last fsynced seq (written, under DurabilityNone), for ScanLog
 	epoch      atomic.Uint64 // epoch of the last written record, for Epoch
 
+	// failedErr mirrors w.failed for Err (readiness checks).
+	failedErr atomic.Pointer[error]
+
 	// Everything below is owned by the writer goroutine (and by Open before
 	// the writer starts). No locks: one goroutine touches it.
 	w writerState

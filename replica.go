@@ -138,6 +138,17 @@ func (e *Engine) promoted() {
 		"last_request_id", e.w.reqID)
 }
 
+// Err returns the log failure that poisoned the engine (wrapping ErrWAL),
+// or nil while its log works. Once set it stays set until the engine is
+// reopened: every write fails meanwhile, so a server takes the node out of
+// rotation on it.
+func (e *Engine) Err() error {
+	if p := e.failedErr.Load(); p != nil {
+		return fmt.Errorf("%w: %w", ErrWAL, *p)
+	}
+	return nil
+}
+
 // IsReplica reports whether the engine follows a primary.
 func (e *Engine) IsReplica() bool { return e.replica.Load() }
 

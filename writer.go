@@ -328,6 +328,7 @@ func (e *Engine) fail(err error) {
 	e.w.pending = e.w.pending[:0]
 	if e.w.failed == nil {
 		e.w.failed = err
+		e.failedErr.Store(&err)
 		e.log.Error("rewardpool: write-ahead log failed; refusing writes until reopened", "dir", e.dir, "err", err)
 	}
 }

@@ -19,10 +19,17 @@ type clientFlags struct {
 }
 
 func newClientFlagSet(name, args string, cf *clientFlags) *flag.FlagSet {
+	fs := newNodeFlagSet(name, args, cf)
+	fs.StringVar(&cf.pool, "pool", "default", "pool name")
+	return fs
+}
+
+// newNodeFlagSet is newClientFlagSet for commands that act on the whole
+// node (promote): no --pool.
+func newNodeFlagSet(name, args string, cf *clientFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&cf.addr, "addr", "127.0.0.1:7070", "server address: host:port, http://host:port or https://host:port")
 	fs.StringVar(&cf.token, "token", "", "bearer token (client_token, or admin_token for admin)")
-	fs.StringVar(&cf.pool, "pool", "default", "pool name")
 	cf.tlsFlags.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: rewardpool %s [flags]\n\nflags:\n", strings.TrimSpace(name+" "+args))
@@ -151,12 +158,25 @@ func runAdmin(args []string, stdout io.Writer) error {
 	return cf.call("PUT", path, body, stdout)
 }
 
-// runPromote turns a replica into a primary (POST /v1/promote, admin token).
+// runPromote turns a replica into a primary (POST /v1/promote, admin
+// token). It promotes every pool of the node (so there is no --pool) and
+// prints the new epoch and the pools it promoted. The server refuses while
+// the primary still serves, or when a pool never synced or is behind what
+// it heard from the primary, unless --force.
 func runPromote(args []string, stdout io.Writer) error {
 	var cf clientFlags
-	fs := newClientFlagSet("promote", "", &cf)
+	fs := newNodeFlagSet("promote", "[--force]", &cf)
+	force := fs.Bool("force", false, "promote even if the primary still serves or this replica is behind or never synced: "+
+		"risks two primaries handing out the same request ids, and losing the draws this replica lacks")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return cf.call("POST", "/v1/promote", nil, stdout)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("promote takes no arguments (it promotes every pool of the node), got %q", fs.Args())
+	}
+	var body any
+	if *force {
+		body = map[string]bool{"force": true}
+	}
+	return cf.call("POST", "/v1/promote", body, stdout)
 }

@@ -5,7 +5,7 @@
 //	rewardpool draw     [--addr A] [--pool P] [--count N] [--key K]
 //	rewardpool state    [--addr A] [--pool P | --all]
 //	rewardpool admin    set|remove --id ID [--quantity N] [--weight W]
-//	rewardpool promote  [--addr A] [--token T]
+//	rewardpool promote  [--addr A] [--token T] [--force]
 //	rewardpool bench    [--addr A] [--mode unary|stream|http|redis] ...
 //	rewardpool wal      dump|verify|repair|reseed [--data-dir D] [--pool P]
 //	rewardpool snapshot inspect [--data-dir D] [--pool P] [--file F]
@@ -32,7 +32,7 @@ func commands() []command {
 		{"draw", "[--addr A] [--count N] [--key K]", "draw from a running server, print JSON", runDraw},
 		{"state", "[--addr A] [--pool P | --all]", "print a pool's items and counters as JSON", runState},
 		{"admin", "set|remove --id ID [--quantity N] [--weight W]", "add, change or remove an item (admin token)", runAdmin},
-		{"promote", "--addr HOST:PORT --token T", "turn a replica into a primary (admin token)", runPromote},
+		{"promote", "--addr HOST:PORT --token T [--force]", "turn a replica into a primary, every pool (admin token)", runPromote},
 		{"wal", "dump|verify|repair|reseed [--data-dir D] [--pool P]", "offline: print, check or repair a pool's log; reseed a pool whose state is lost", runWAL},
 		{"snapshot", "inspect [--data-dir D] [--pool P]", "offline: print a snapshot as JSON", runSnapshot},
 		{"bench", "[--mode unary|stream|http|redis] [--concurrency N] [--duration D]", "load generator: draws/s and latency percentiles", runBench},

@@ -45,6 +45,12 @@ const (
 	DemoPool = "default"
 )
 
+// Replica readiness defaults (replication.ready_max_lag_records, ready_max_lag).
+const (
+	DefaultReadyMaxLagRecords = 10_000
+	DefaultReadyMaxLag        = Duration(10 * time.Second)
+)
+
 // Bounds enforced by Validate.
 const (
 	MaxDrawCountLimit = 10_000  // limits.max_draw_count at most this
@@ -155,7 +161,8 @@ type ReplicationConfig struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// the Replication service's StreamWAL and GetSnapshot (the admin token
 	// is accepted too), and a replica sends it to its primary. Default
-	// empty: those calls need the admin token when one is set, else none.
+	// empty: those calls need the admin token when one is set, else none,
+	// and a replica sends its own admin token instead.
 	Token string `yaml:"token"`
 	// MinSyncReplicas is how many replicas must hold a batch durably
 	// before the primary answers its draws and item changes. 0 (default):
@@ -173,6 +180,13 @@ type ReplicationConfig struct {
 	// line (msg "wal record": seq, epoch, kind, request_id, item...), in
 	// order: an audit trail and the simplest sink. Default false.
 	LogRecords bool `yaml:"log_records"`
+	// ReadyMaxLagRecords and ReadyMaxLag bound how far a replica may trail
+	// its primary and still answer /readyz with 200: records it has heard
+	// of but not applied, and how long it has not been caught up. Past
+	// either bound (or while it cannot reach its primary) it is unready.
+	// Defaults 10000 records and 10s.
+	ReadyMaxLagRecords uint64   `yaml:"ready_max_lag_records"`
+	ReadyMaxLag        Duration `yaml:"ready_max_lag"`
 }
 
 // Limits bound requests.
@@ -309,6 +323,7 @@ func defaults() *Config {
 			IdleTimeout:      DefaultIdleTimeout,
 		},
 		ShutdownTimeout: DefaultShutdownTimeout,
+		Replication:     ReplicationConfig{ReadyMaxLagRecords: DefaultReadyMaxLagRecords, ReadyMaxLag: DefaultReadyMaxLag},
 		Log:             LogConfig{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
 }

@@ -59,6 +59,7 @@ func TestDefault(t *testing.T) {
 			HeaderTimeout: Duration(10 * time.Second), BodyTimeout: Duration(30 * time.Second),
 			IdleTimeout: Duration(2 * time.Minute)},
 		ShutdownTimeout: Duration(10 * time.Second),
+		Replication:     ReplicationConfig{ReadyMaxLagRecords: 10000, ReadyMaxLag: Duration(10 * time.Second)},
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Pools: []Pool{{Name: "default", Items: []Item{
 			{ID: "diamond", Quantity: 100, Weight: 10_000_000},
@@ -106,11 +107,12 @@ var fullWant = Config{
 	Connections: Connections{Max: 100, HandshakeTimeout: Duration(3 * time.Second),
 		HeaderTimeout: Duration(4 * time.Second), BodyTimeout: Duration(5 * time.Second),
 		IdleTimeout: Duration(6 * time.Minute)},
-	AdminToken:      "admin-secret",
-	ClientToken:     "client-secret",
-	TLS:             TLSConfig{CertFile: "testdata/cert.pem", KeyFile: "testdata/key.pem"},
-	ReplicaOf:       "10.0.0.1:7070",
-	Replication:     ReplicationConfig{Token: "repl-secret", CAFile: "testdata/cert.pem", LogRecords: true},
+	AdminToken:  "admin-secret",
+	ClientToken: "client-secret",
+	TLS:         TLSConfig{CertFile: "testdata/cert.pem", KeyFile: "testdata/key.pem"},
+	ReplicaOf:   "10.0.0.1:7070",
+	Replication: ReplicationConfig{Token: "repl-secret", CAFile: "testdata/cert.pem", LogRecords: true,
+		ReadyMaxLagRecords: 50, ReadyMaxLag: Duration(3 * time.Second)},
 	ShutdownTimeout: Duration(90 * time.Second),
 	Log:             LogConfig{Level: "debug", Format: "json"},
 	Pools: []Pool{
@@ -583,7 +585,7 @@ func TestReplicationConfig(t *testing.T) {
 	if c.ReplicaOf != "127.0.0.1:7070" || c.Replication.Token != "s3cret" || c.Replication.MinSyncReplicas != 0 {
 		t.Fatalf("got replica_of %q replication %+v", c.ReplicaOf, c.Replication)
 	}
-	if d := Default(); d.ReplicaOf != "" || d.Replication != (ReplicationConfig{}) {
+	if d := Default(); d.ReplicaOf != "" || d.Replication != (ReplicationConfig{ReadyMaxLagRecords: DefaultReadyMaxLagRecords, ReadyMaxLag: DefaultReadyMaxLag}) {
 		t.Fatalf("defaults: replica_of %q replication %+v", d.ReplicaOf, d.Replication)
 	}
 }

@@ -426,6 +426,8 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 				{"min_sync_replicas", p.intf(&c.Replication.MinSyncReplicas)},
 				{"ca_file", p.str(&c.Replication.CAFile)},
 				{"log_records", scalar(p, &c.Replication.LogRecords, "true or false", strconv.ParseBool)},
+				{"ready_max_lag_records", p.uintf(&c.Replication.ReadyMaxLagRecords)},
+				{"ready_max_lag", scalar(p, &c.Replication.ReadyMaxLag, `a duration like "10s"`, ParseDuration)},
 			})
 		}},
 		{"pools", func(v *yaml.Node, path string) { c.Pools = p.pools(v, path) }},

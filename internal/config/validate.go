@@ -141,6 +141,9 @@ func (c *Config) check() []problem {
 	case n > 100:
 		bad("replication.min_sync_replicas", n, "replication.min_sync_replicas %d: at most 100", n)
 	}
+	if c.Replication.ReadyMaxLag <= 0 {
+		bad("replication.ready_max_lag", c.Replication.ReadyMaxLag, "replication.ready_max_lag %q: must be greater than zero", c.Replication.ReadyMaxLag)
+	}
 	if f := c.Replication.CAFile; f != "" {
 		if st, err := os.Stat(f); err != nil {
 			bad("replication.ca_file", f, "replication.ca_file %q: %v", f, unwrapPath(err))

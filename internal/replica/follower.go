@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -59,6 +61,12 @@ type Config struct {
 	// MaxApply bounds the records of one Apply call (default 8192); a call
 	// always ends at a commit record, so one batch may exceed it.
 	MaxApply int
+	// ProbeInterval is how often the follower asks the primary's health
+	// service whether it answers at all (default 1s), and ProbeTimeout how
+	// long it waits (default 2s). A stream from an idle primary carries
+	// nothing, so without the probe a primary lost behind a path that drops
+	// packets silently would look connected until TCP gives up.
+	ProbeInterval, ProbeTimeout time.Duration
 }
 
 // PoolStatus is what GET /v1/replication and the metrics show for a pool.
@@ -78,6 +86,18 @@ type PoolStatus struct {
 	// oldest received record not yet applied arrived, or since the stream
 	// from the primary dropped. 0 while caught up.
 	LagSeconds float64
+	// Synced: since this follower started, the pool has caught up with
+	// the primary at least once (applied every record the primary had when
+	// the stream opened).
+	Synced bool
+	// HeardSeq is the last seq the primary is known to have committed: the
+	// end of the last whole batch received, or what it announced when the
+	// stream opened. A promotion below it would lose those records.
+	HeardSeq uint64
+	// LastHeard is when the primary last sent anything (zero: never).
+	LastHeard time.Time
+	// LastError is why the last stream ended, while it is not open again.
+	LastError string
 }
 
 type poolState struct {
@@ -92,6 +112,20 @@ type poolState struct {
 	// 0 while caught up.
 	behindSince atomic.Int64
 	bootstraps  atomic.Uint64
+	synced      atomic.Bool
+	heardSeq    atomic.Uint64
+	lastHeard   atomic.Int64 // unix ns
+	lastErr     atomic.Pointer[string]
+}
+
+// heard notes that the primary has committed up to seq.
+func (ps *poolState) heard(seq uint64) {
+	for {
+		cur := ps.heardSeq.Load()
+		if seq <= cur || ps.heardSeq.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
 }
 
 // Follower follows a primary for a set of pools.
@@ -106,10 +140,15 @@ type Follower struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
-	mu    sync.Mutex
-	pools []*poolState
+	mu      sync.Mutex
+	pools   []*poolState
+	probing bool
 
 	upstreamID atomic.Pointer[string] // the upstream's node identity, once heard
+
+	// unansweredSince is when (unix ns) the first health probe that the
+	// primary has not answered was sent; 0 while it answers.
+	unansweredSince atomic.Int64
 }
 
 // New dials (lazily) the primary. Nothing is followed until Start.
@@ -122,6 +161,12 @@ func New(cfg Config) (*Follower, error) {
 	}
 	if cfg.MaxApply <= 0 {
 		cfg.MaxApply = 8192
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = time.Second
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = 2 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -192,6 +237,14 @@ func (f *Follower) ListPools(ctx context.Context) ([]string, error) {
 func (f *Follower) Start(pools []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if !f.probing {
+		f.probing = true
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.probe()
+		}()
+	}
 	for _, name := range pools {
 		ps := &poolState{name: name}
 		f.pools = append(f.pools, ps)
@@ -220,6 +273,50 @@ func (f *Follower) Stop() {
 // Primary is the primary's address.
 func (f *Follower) Primary() string { return f.cfg.Primary }
 
+// probe asks the primary's health service every ProbeInterval until Stop,
+// tracking since when it has not answered.
+func (f *Follower) probe() {
+	t := time.NewTicker(f.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		ctx, cancel := context.WithTimeout(f.ctx, f.cfg.ProbeTimeout)
+		_, err := f.PrimaryServing(ctx) // any answer, SERVING or not, is an answer
+		cancel()
+		if err == nil {
+			f.unansweredSince.Store(0)
+		} else if f.ctx.Err() == nil {
+			f.unansweredSince.CompareAndSwap(0, sent.UnixNano())
+		}
+	}
+}
+
+// Unanswered is how long the primary has not answered the follower's
+// health probes (0 while it answers).
+func (f *Follower) Unanswered() time.Duration {
+	if since := f.unansweredSince.Load(); since != 0 {
+		return time.Since(time.Unix(0, since))
+	}
+	return 0
+}
+
+// PrimaryServing asks the primary's gRPC health service whether it serves.
+// An error means it could not be asked (down, unreachable, or the ctx
+// expired first); false with no error means it answered NOT_SERVING. Call
+// it before Stop, which closes the connection.
+func (f *Follower) PrimaryServing(ctx context.Context) (bool, error) {
+	resp, err := healthpb.NewHealthClient(f.conn).Check(f.outgoing(ctx), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return false, err
+	}
+	return resp.GetStatus() == healthpb.HealthCheckResponse_SERVING, nil
+}
+
 // Status reports each followed pool.
 func (f *Follower) Status() []PoolStatus {
 	f.mu.Lock()
@@ -228,9 +325,16 @@ func (f *Follower) Status() []PoolStatus {
 	out := make([]PoolStatus, 0, len(pools))
 	for _, ps := range pools {
 		st := PoolStatus{Name: ps.name, PrimarySeq: ps.primarySeq.Load(), Connected: ps.connected.Load(),
-			Bootstraps: ps.bootstraps.Load(), Diverged: ps.diverged.Load()}
+			Bootstraps: ps.bootstraps.Load(), Diverged: ps.diverged.Load(), Synced: ps.synced.Load(),
+			HeardSeq: ps.heardSeq.Load()}
 		if r := ps.refused.Load(); r != nil {
 			st.Refused = *r
+		}
+		if ns := ps.lastHeard.Load(); ns != 0 {
+			st.LastHeard = time.Unix(0, ns)
+		}
+		if e := ps.lastErr.Load(); e != nil && !st.Connected {
+			st.LastError = *e
 		}
 		if e, err := f.cfg.Host.Engine(ps.name); err == nil {
 			st.AppliedSeq = e.LastSeq()
@@ -256,7 +360,25 @@ func (f *Follower) follow(ps *poolState) {
 		if f.ctx.Err() != nil {
 			return
 		}
-		if status.Code(err) == codes.OutOfRange {
+		prevErr := ps.lastErr.Load()
+		if err != nil {
+			msg := err.Error()
+			ps.lastErr.Store(&msg)
+		}
+		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
+			// Retrying cannot help until an operator fixes the tokens:
+			// say so plainly (once, not on every retry), and retry slowly.
+			msg := fmt.Sprintf("primary %s refused this replica: authentication failed: %s; the fix: set replication.token "+
+				"to the same value on both nodes, or, without replication.token, give the replica the primary's admin_token",
+				f.cfg.Primary, status.Convert(err).Message())
+			ps.lastErr.Store(&msg)
+			if prevErr == nil || *prevErr != msg {
+				f.log.Error("replica: authentication failed; set replication.token to the same value on both nodes, or, "+
+					"without replication.token, give the replica the primary's admin_token",
+					"pool", ps.name, "primary", f.cfg.Primary, "err", err)
+			}
+			backoff = f.cfg.MaxBackoff
+		} else if status.Code(err) == codes.OutOfRange {
 			f.log.Warn("replica: primary no longer has the records this pool needs; bootstrapping from its snapshot",
 				"pool", ps.name, "err", err)
 			if berr := f.bootstrap(ps); berr != nil {
@@ -349,24 +471,68 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 	if err != nil {
 		return false, refused(err)
 	}
+	// A stream the primary accepted starts with a header announcing its
+	// committed seq; a refusal without one (trailers only) also passes
+	// Header, and fails at the first Recv.
+	v := hdr.Get(PrimarySeqKey)
+	if len(v) != 1 {
+		_, err := stream.Recv()
+		if err == nil {
+			err = fmt.Errorf("replica: primary %s did not announce its committed seq", f.cfg.Primary)
+		}
+		return false, refused(err)
+	}
+	seq, err := strconv.ParseUint(v[0], 10, 64)
+	if err != nil {
+		return false, fmt.Errorf("replica: primary's %s header %q: %w", PrimarySeqKey, v[0], err)
+	}
+	ps.heard(seq)
+	if seq > ps.primarySeq.Load() {
+		ps.primarySeq.Store(seq)
+	}
 	f.heard(hdr)
+	ps.lastHeard.Store(time.Now().UnixNano())
 	ps.connected.Store(true)
 	ps.refused.Store(nil)
 	ps.diverged.Store(false)
-	f.log.Info("replica: following primary", "pool", ps.name, "primary", f.cfg.Primary, "from_seq", from)
+	ps.lastErr.Store(nil)
+	// Synced once everything the primary had when the stream opened is
+	// applied; a fixed target, so a replica under steady load (the primary
+	// always a batch ahead) gets there too. Its lag from then on is for
+	// the readiness bounds to judge.
+	syncTarget := seq
+	if eng.LastSeq() >= syncTarget {
+		ps.synced.Store(true)
+		ps.behindSince.Store(0) // caught up at connect: no lag since the disconnect
+	}
+	f.log.Info("replica: following primary", "pool", ps.name, "primary", f.cfg.Primary, "from_seq", from,
+		"primary_seq", seq)
 
 	// A reader goroutine keeps the next records coming while Apply runs.
 	type item struct {
 		rec *rpv1.WALRecord
 		err error
+		at  int64 // arrival, unix ns
 	}
 	ch := make(chan item, 4096)
 	go func() {
 		defer close(ch)
 		for {
 			r, err := stream.Recv()
+			now := time.Now().UnixNano()
+			if err == nil {
+				// Heard, even if not applied yet: what a promotion now
+				// would lose.
+				if r.GetSeq() > ps.primarySeq.Load() {
+					ps.primarySeq.Store(r.GetSeq())
+				}
+				if r.GetCommit() {
+					ps.heard(r.GetSeq())
+				}
+				ps.lastHeard.Store(now)
+			}
 			select {
-			case ch <- item{r, err}:
+			case ch <- item{r, err, now}:
 			case <-ctx.Done():
 				return
 			}
@@ -418,6 +584,17 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 	next := from
 	for it := range ch {
 		if it.err != nil {
+			// Whole batches received before the stream ended are the
+			// primary's committed records: apply them before returning,
+			// or a primary that just died takes them along, and a
+			// promotion now would lose them.
+			if n := lastCommit(batch); n > 0 {
+				if err := eng.Apply(ctx, batch[:n]); err != nil {
+					return progressed, fmt.Errorf("replica: apply seqs %d..%d: %w", batch[0].Seq, batch[n-1].Seq, err)
+				}
+				progressed = true
+				ack()
+			}
 			return progressed, refused(it.err)
 		}
 		r, err := FromProto(it.rec)
@@ -428,10 +605,7 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 			return progressed, fmt.Errorf("replica: primary sent seq %d, want %d", r.Seq, next)
 		}
 		next++
-		if r.Seq > ps.primarySeq.Load() {
-			ps.primarySeq.Store(r.Seq)
-		}
-		ps.behindSince.CompareAndSwap(0, time.Now().UnixNano())
+		ps.behindSince.CompareAndSwap(0, it.at)
 		batch = append(batch, r)
 		if !r.Commit || (len(ch) > 0 && len(batch) < f.cfg.MaxApply) {
 			continue
@@ -441,12 +615,29 @@ func (f *Follower) session(ps *poolState) (progressed bool, err error) {
 		}
 		progressed = true
 		ack()
+		if eng.LastSeq() >= syncTarget {
+			ps.synced.Store(true)
+		}
 		if len(ch) == 0 {
 			ps.behindSince.Store(0) // applied everything received
+		} else {
+			// The next record arrived no earlier than this one: the lag
+			// is at most this record's age, not the age of the session.
+			ps.behindSince.Store(it.at)
 		}
 		batch = batch[:0]
 	}
 	return progressed, errors.New("replica: stream closed")
+}
+
+// lastCommit is the length of recs' longest prefix that ends a batch.
+func lastCommit(recs []wal.Record) int {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Commit {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // ackTick is how often a follower re-checks its durable seq for acks.
@@ -456,6 +647,11 @@ const ackTick = 5 * time.Millisecond
 // sends its log's epoch history (History.String), so the follower can
 // find on its own log where the two part.
 const HistoryKey = "rewardpool-epoch-history"
+
+// PrimarySeqKey is the StreamWAL response header in which the upstream
+// announces the last seq it has committed when the stream opens, so a
+// replica knows when it has caught up even if the upstream is idle.
+const PrimarySeqKey = "rewardpool-primary-seq"
 
 // divergedError is the upstream's refusal to stream onto our log, with
 // the upstream's epoch history.

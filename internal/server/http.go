@@ -30,16 +30,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PUT /v1/pools/{pool}/items/{item}", s.guard(accessAdmin, s.handlePutItem))
 	mux.HandleFunc("DELETE /v1/pools/{pool}/items/{item}", s.guard(accessAdmin, s.handleDeleteItem))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, []byte(`{"status":"not ready"}`))
-			return
-		}
-		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
-	})
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, errorf(codes.NotFound, nil, "no route for %s %s", r.Method, r.URL.Path))
 	})

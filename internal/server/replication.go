@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
@@ -88,7 +89,7 @@ func (s *Server) role() string {
 func (s *Server) replicaErr() error {
 	p := s.primaryAddr.Load()
 	if p == nil {
-		return nil
+		return s.fenceErr()
 	}
 	return errorf(codes.FailedPrecondition, rewardpool.ErrReplica,
 		"this node is a read-only replica of %s: send draws and admin changes to the primary", *p)
@@ -121,7 +122,7 @@ func (s *Server) startReplica() ([]string, error) {
 	f, err := replica.New(replica.Config{
 		Primary:     s.cfg.ReplicaOf,
 		TLS:         tlsCfg,
-		Token:       s.cfg.Replication.Token,
+		Token:       s.replicaToken(),
 		ID:          s.replicaID(),
 		NodeID:      s.nodeID,
 		Host:        replicaHost{s},
@@ -142,17 +143,32 @@ func (s *Server) startReplica() ([]string, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
+		s.log.Error("rewardpool: the primary refused this replica's token (authentication failed); set replication.token "+
+			"to the same value on both nodes, or, without replication.token, give the replica the primary's admin_token",
+			"primary", s.cfg.ReplicaOf, "err", err)
+	}
 	if err != nil {
 		names = existingPools(s.cfg.DataDir)
 		if len(names) == 0 {
 			f.Stop()
 			return nil, fmt.Errorf("server: replica of %s: %w (and no pools in %s)", s.cfg.ReplicaOf, err, s.cfg.DataDir)
 		}
-		s.log.Warn("rewardpool: primary unreachable; following the pools already in the data directory",
+		s.log.Warn("rewardpool: cannot list the primary's pools; following the pools already in the data directory",
 			"primary", s.cfg.ReplicaOf, "pools", names, "err", err)
 	}
 	s.follower.Store(f)
 	return names, nil
+}
+
+// replicaToken is what a replica sends its primary: replication.token, or
+// else its admin token, which a primary without replication.token requires
+// on StreamWAL (so a replica started with the primary's own config syncs).
+func (s *Server) replicaToken() string {
+	if s.cfg.Replication.Token != "" {
+		return s.cfg.Replication.Token
+	}
+	return s.cfg.AdminToken
 }
 
 // replicaHost gives the follower the server's engines.
@@ -190,35 +206,6 @@ func (h replicaHost) Reinstall(name string, install func(dir string) error) erro
 	}
 	ent.node.Store(n)
 	return ierr
-}
-
-// promote turns this node into a primary: stops following, then promotes
-// every pool's engine. It returns the highest resulting epoch.
-func (s *Server) promote(ctx context.Context) (uint64, error) {
-	p := s.pools.Load()
-	if p == nil || !s.ready.Load() {
-		return 0, errorf(codes.Unavailable, ErrNotReady, "server is not ready (recovering or shutting down)")
-	}
-	if f := s.follower.Load(); f != nil {
-		f.Stop()
-	}
-	defer s.follower.Store(nil) // a primary exports no replica metrics
-	var epoch uint64
-	for _, name := range p.names {
-		e := p.engine(name)
-		ep, err := e.Promote(ctx)
-		if errors.Is(err, rewardpool.ErrNotReplica) {
-			ep, err = e.Epoch(), nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("promote pool %q: %w", name, err)
-		}
-		epoch = max(epoch, ep)
-	}
-	if s.primaryAddr.Swap(nil) != nil {
-		s.log.Info("rewardpool: promoted to primary", "epoch", epoch)
-	}
-	return epoch, nil
 }
 
 // replicationService implements rewardpool.v1.Replication.
@@ -268,6 +255,7 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 	node := ent.node.Load()
 	from := max(req.GetFromSeq(), 1)
 	last := node.eng.LastSeq()
+	s.fenceIfSuperseded(req.GetPool(), node.eng.Epoch(), req.GetLastEpoch())
 	if err := checkContinuity(ss, node, req.GetPool(), from, req.GetLastEpoch()); err != nil {
 		return err
 	}
@@ -290,7 +278,10 @@ func (r *replicationService) StreamWAL(req *rpv1.StreamWALRequest, ss grpc.Serve
 			return status.Errorf(codes.Unavailable, "read log of pool %q: %v", req.GetPool(), err)
 		}
 	}
-	if err := ss.SendHeader(metadata.Pairs(replica.NodeIDKey, s.nodeID)); err != nil {
+	// Name this node, and announce how far its log is committed, so the
+	// requester knows when it has caught up even if nothing new is written.
+	if err := ss.SendHeader(metadata.Pairs(replica.NodeIDKey, s.nodeID,
+		replica.PrimarySeqKey, strconv.FormatUint(node.eng.DurableSeq(), 10))); err != nil {
 		return err
 	}
 	sink := &grpcSink{stream: ss, done: make(chan struct{})}
@@ -481,12 +472,12 @@ func (r *replicationService) GetSnapshot(req *rpv1.GetSnapshotRequest, ss grpc.S
 	}
 }
 
-func (r *replicationService) Promote(ctx context.Context, _ *rpv1.PromoteRequest) (*rpv1.PromoteResponse, error) {
-	epoch, err := r.s.promote(ctx)
+func (r *replicationService) Promote(ctx context.Context, req *rpv1.PromoteRequest) (*rpv1.PromoteResponse, error) {
+	epoch, pools, err := r.s.promote(ctx, req.GetForce())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &rpv1.PromoteResponse{Epoch: epoch}, nil
+	return &rpv1.PromoteResponse{Epoch: epoch, Pools: pools}, nil
 }
 
 // replicationView is GET /v1/replication.
@@ -505,6 +496,11 @@ type replicationPool struct {
 	LagSeconds float64 `json:"lag_seconds"`
 	Diverged   bool    `json:"diverged,omitempty"` // the primary refused this pool: its log parted from the primary's
 	Refused    string  `json:"refused,omitempty"`  // why the upstream last refused to stream this pool
+	// Replicas: caught up with the primary at least once since start, when
+	// the primary last sent anything, and why the stream last ended.
+	Synced    bool   `json:"synced,omitempty"`
+	LastHeard string `json:"last_heard,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 func (s *Server) replicationStatus() replicationView {
@@ -514,9 +510,13 @@ func (s *Server) replicationStatus() replicationView {
 	}
 	if f := s.follower.Load(); f != nil && v.Role == "replica" {
 		for _, st := range f.Status() {
-			v.Pools = append(v.Pools, replicationPool{Name: st.Name, AppliedSeq: st.AppliedSeq,
+			rp := replicationPool{Name: st.Name, AppliedSeq: st.AppliedSeq,
 				PrimarySeq: st.PrimarySeq, Connected: st.Connected, LagRecords: st.Lag, LagSeconds: st.LagSeconds, Diverged: st.Diverged,
-				Refused: st.Refused})
+				Refused: st.Refused, Synced: st.Synced, LastError: st.LastError}
+			if !st.LastHeard.IsZero() {
+				rp.LastHeard = st.LastHeard.UTC().Format(time.RFC3339Nano)
+			}
+			v.Pools = append(v.Pools, rp)
 		}
 		return v
 	}
@@ -539,12 +539,34 @@ func (s *Server) handleReplication(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePromote(w http.ResponseWriter, r *http.Request) {
-	epoch, err := s.promote(r.Context())
+	var req struct {
+		Force bool `json:"force"`
+	}
+	if b, err := io.ReadAll(r.Body); err != nil {
+		s.writeError(w, err)
+		return
+	} else if len(bytes.TrimSpace(b)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			s.writeError(w, errorf(codes.InvalidArgument, rewardpool.ErrInvalidRequest, "promote body: %v (want {\"force\": true} or nothing)", err))
+			return
+		}
+	}
+	epoch, pools, err := s.promote(r.Context(), req.Force)
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, []byte(`{"epoch":`+strconv.FormatUint(epoch, 10)+`}`))
+	b, err := json.Marshal(struct {
+		Epoch uint64   `json:"epoch"`
+		Pools []string `json:"pools"`
+	}{epoch, append([]string{}, pools...)})
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
 }
 
 // replicationCollector exports the follower's state.

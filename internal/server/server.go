@@ -72,6 +72,12 @@ type Server struct {
 	// replicaBackoff, when set, is the follower's base reconnect delay.
 	// A test seam.
 	replicaBackoff time.Duration
+
+	// fence, once set, is why this node refuses writes: a newer epoch
+	// exists elsewhere (see fenceIfSuperseded). promoteMu serializes
+	// promotions.
+	fence     atomic.Pointer[string]
+	promoteMu sync.Mutex
 }
 
 // New builds a server for cfg. Nothing listens or opens until Listen and
@@ -115,7 +121,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		addr := cfg.ReplicaOf
 		s.primaryAddr.Store(&addr)
 	}
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	healthpb.RegisterHealthServer(s.grpc, healthGate{Server: s.health, s: s})
 	reflection.Register(s.grpc)
 	s.http = &http.Server{
 		Handler: s.routes(),

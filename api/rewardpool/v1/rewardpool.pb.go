@@ -1127,9 +1127,14 @@ func (x *SnapshotChunk) GetLast() bool {
 	return false
 }
 
-// PromoteRequest has no fields: the whole node is promoted.
+// PromoteRequest asks to promote the whole node.
 type PromoteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Promote even though the guards refuse: the primary may still serve
+	// (two nodes then take draws with the same request ids until the old one
+	// hears of the new epoch and is fenced), and draws this replica lacks are
+	// lost to it.
+	Force         bool `protobuf:"varint,1,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1164,12 +1169,21 @@ func (*PromoteRequest) Descriptor() ([]byte, []int) {
 	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{16}
 }
 
+func (x *PromoteRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 // PromoteResponse reports the promotion.
 type PromoteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The largest of the new epochs (each pool starts its own epoch, with its
 	// own random tag; see Pool.epoch).
-	Epoch         uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The pools this call promoted (empty when the node was a primary).
+	Pools         []string `protobuf:"bytes,2,rep,name=pools,proto3" json:"pools,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1209,6 +1223,13 @@ func (x *PromoteResponse) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *PromoteResponse) GetPools() []string {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
 }
 
 var File_rewardpool_v1_rewardpool_proto protoreflect.FileDescriptor
@@ -1283,10 +1304,12 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\rSnapshotChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
-	"\x04last\x18\x03 \x01(\bR\x04last\"\x10\n" +
-	"\x0ePromoteRequest\"'\n" +
+	"\x04last\x18\x03 \x01(\bR\x04last\"&\n" +
+	"\x0ePromoteRequest\x12\x14\n" +
+	"\x05force\x18\x01 \x01(\bR\x05force\"=\n" +
 	"\x0fPromoteResponse\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch2\xb7\x04\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05pools\x18\x02 \x03(\tR\x05pools2\xb7\x04\n" +
 	"\n" +
 	"RewardPool\x12?\n" +
 	"\x04Draw\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse\x12I\n" +

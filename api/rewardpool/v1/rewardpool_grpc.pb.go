@@ -565,7 +565,12 @@ type ReplicationClient interface {
 	// The requester names itself in the request metadata
 	// "rewardpool-node-id"; every answer names the answering node the same
 	// way (response header, or trailer on an error), so a node never streams
-	// to the node it follows itself.
+	// to the node it follows itself. The response header
+	// "rewardpool-primary-seq" holds the last seq this node had committed
+	// when the stream opened, so the requester knows when it has caught up.
+	// A primary that receives a last_epoch newer than its own learns it was
+	// superseded and refuses writes from then on (FAILED_PRECONDITION) until
+	// restarted as a replica.
 	// Errors: NOT_FOUND unknown pool; OUT_OF_RANGE when from_seq is older
 	// than the oldest retained record, or this node's log is empty (it
 	// recovered from a snapshot): bootstrap with GetSnapshot instead;
@@ -585,9 +590,13 @@ type ReplicationClient interface {
 	GetSnapshot(ctx context.Context, in *GetSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
 	// Promote turns this replica into a primary: it stops following, starts a
 	// new epoch (an EPOCH record in every pool's log) and accepts writes,
-	// continuing sequence numbers and request ids without reuse.
-	// Errors: FAILED_PRECONDITION when the node is already a primary;
-	// UNAVAILABLE failing disk.
+	// continuing sequence numbers and request ids without reuse. The whole
+	// node is promoted (every pool). Unless force is set it refuses, with
+	// FAILED_PRECONDITION naming each reason, while the primary is still
+	// reachable and serving, when a pool has never synced with the primary
+	// (holds no records), or when a pool is behind what it last heard the
+	// primary commit. On a primary it changes nothing and lists no pools.
+	// Errors: UNAVAILABLE failing disk or not ready.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
 	// Ack tells the primary that the named replica holds every record of the
 	// pool up to seq durably in its own log. With
@@ -680,7 +689,12 @@ type ReplicationServer interface {
 	// The requester names itself in the request metadata
 	// "rewardpool-node-id"; every answer names the answering node the same
 	// way (response header, or trailer on an error), so a node never streams
-	// to the node it follows itself.
+	// to the node it follows itself. The response header
+	// "rewardpool-primary-seq" holds the last seq this node had committed
+	// when the stream opened, so the requester knows when it has caught up.
+	// A primary that receives a last_epoch newer than its own learns it was
+	// superseded and refuses writes from then on (FAILED_PRECONDITION) until
+	// restarted as a replica.
 	// Errors: NOT_FOUND unknown pool; OUT_OF_RANGE when from_seq is older
 	// than the oldest retained record, or this node's log is empty (it
 	// recovered from a snapshot): bootstrap with GetSnapshot instead;
@@ -700,9 +714,13 @@ type ReplicationServer interface {
 	GetSnapshot(*GetSnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
 	// Promote turns this replica into a primary: it stops following, starts a
 	// new epoch (an EPOCH record in every pool's log) and accepts writes,
-	// continuing sequence numbers and request ids without reuse.
-	// Errors: FAILED_PRECONDITION when the node is already a primary;
-	// UNAVAILABLE failing disk.
+	// continuing sequence numbers and request ids without reuse. The whole
+	// node is promoted (every pool). Unless force is set it refuses, with
+	// FAILED_PRECONDITION naming each reason, while the primary is still
+	// reachable and serving, when a pool has never synced with the primary
+	// (holds no records), or when a pool is behind what it last heard the
+	// primary commit. On a primary it changes nothing and lists no pools.
+	// Errors: UNAVAILABLE failing disk or not ready.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
 	// Ack tells the primary that the named replica holds every record of the
 	// pool up to seq durably in its own log. With
