@@ -17,7 +17,7 @@ func TestErrReportsLogFailure(t *testing.T) {
 	boom := errors.New("injected ENOSPC")
 	var fail atomic.Bool
 	o := testOptions()
-	o.WALHooks = wal.Hooks{Sync: func() error {
+	o.walHooks = wal.Hooks{Sync: func() error {
 		if fail.Load() {
 			return boom
 		}
@@ -36,7 +36,7 @@ func TestErrReportsLogFailure(t *testing.T) {
 		t.Fatalf("Err after the log failed = %v, want ErrWAL wrapping the cause", err)
 	}
 	e.Close()
-	o.WALHooks = wal.Hooks{}
+	o.walHooks = wal.Hooks{}
 	e = mustOpen(t, dir, o)
 	defer e.Close()
 	if err := e.Err(); err != nil {

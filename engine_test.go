@@ -332,7 +332,7 @@ func TestWriteOrSyncFailureUndoesTheBatch(t *testing.T) {
 			var mu sync.Mutex
 			o := testOptions()
 			h := tc.hooks(&fail)
-			o.WALHooks = wal.Hooks{
+			o.walHooks = wal.Hooks{
 				Write: func(p []byte) (int, error) {
 					mu.Lock()
 					defer mu.Unlock()
@@ -381,7 +381,7 @@ func TestWriteOrSyncFailureUndoesTheBatch(t *testing.T) {
 
 			// Reopen recovers exactly the acknowledged state, plus the failed
 			// batch where it reached the file.
-			o.WALHooks = wal.Hooks{}
+			o.walHooks = wal.Hooks{}
 			e = mustOpen(t, dir, o)
 			defer e.Close()
 			var tail []wal.Record

@@ -125,8 +125,9 @@ type Options struct {
 	// latency, snapshot durations) for metrics. Default: none.
 	Observer Observer
 
-	// WALHooks inject write and sync failures. For tests only.
-	WALHooks wal.Hooks
+	// walHooks inject write and sync failures: a test seam, set by this
+	// package's tests or through internal/failpoint, never an option.
+	walHooks wal.Hooks
 
 	// fs is the file system the data directory lives on: the operating
 	// system's unless a test of this package puts it on the power-loss
@@ -241,7 +242,7 @@ func (o Options) walOptions() wal.Options {
 		// allocation and size update: about a quarter of its latency here.
 		Preallocate: o.Storage != "mmap",
 		Logger:      o.Logger,
-		Hooks:       o.WALHooks,
+		Hooks:       o.walHooks,
 		FS:          o.fs,
 	}
 }

@@ -22,7 +22,7 @@ func TestFailedSyncIsOutcomeUnknownNotNothingApplied(t *testing.T) {
 	boom := errors.New("fsync: EIO")
 	var failing atomic.Bool
 	o := testOptions()
-	o.WALHooks = wal.Hooks{Sync: func() error {
+	o.walHooks = wal.Hooks{Sync: func() error {
 		if failing.Load() {
 			return boom
 		}
@@ -39,7 +39,7 @@ func TestFailedSyncIsOutcomeUnknownNotNothingApplied(t *testing.T) {
 	}
 	e.Close()
 
-	o.WALHooks = wal.Hooks{}
+	o.walHooks = wal.Hooks{}
 	e = mustOpen(t, dir, o)
 	defer e.Close()
 	if q, ok := quantities(mustState(t, e))["ruby"]; !ok || q != 7 {
@@ -90,7 +90,7 @@ func TestFailedWriteIsOutcomeUnknownInEveryMode(t *testing.T) {
 			var failing atomic.Bool
 			o := testOptions()
 			o.Durability = mode
-			o.WALHooks = wal.Hooks{Write: func(p []byte) (int, error) {
+			o.walHooks = wal.Hooks{Write: func(p []byte) (int, error) {
 				if failing.Load() {
 					return len(p) / 3, boom
 				}

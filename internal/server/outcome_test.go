@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"github.com/rewardpool/rewardpool/internal/failpoint"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -35,12 +36,12 @@ func TestFailingDiskOutcomeUnknown(t *testing.T) {
 	ts := startServer(t, serverOpts{
 		closeErrOK: true, // the poisoned engines report the failure at Close
 		engineHook: func(pool string, o *rewardpool.Options) {
-			o.WALHooks.Sync = func() error {
+			failpoint.OnSync(o, func() error {
 				if failSync.Load() {
 					return boom
 				}
 				return nil
-			}
+			})
 		},
 	})
 	ctx := testCtx(t)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/rewardpool/rewardpool/internal/failpoint"
 	"net"
 	"net/http"
 	"strings"
@@ -66,12 +67,12 @@ func TestReadyzAfterLogFailure(t *testing.T) {
 			if pool != "prizes" {
 				return
 			}
-			o.WALHooks.Sync = func() error {
+			failpoint.OnSync(o, func() error {
 				if failSync.Load() {
 					return errors.New("injected EIO")
 				}
 				return nil
-			}
+			})
 		},
 	})
 	ts.draw("prizes", "", "")
@@ -123,13 +124,13 @@ func testReplicaLagBound(t *testing.T, configure func(*config.Config), draws int
 		if pool != "prizes" {
 			return
 		}
-		o.WALHooks.Write = func(p []byte) (int, error) {
+		failpoint.OnWrite(o, func(p []byte) (int, error) {
 			if stalled.Load() {
 				stall.Lock()
 				stall.Unlock() //nolint:staticcheck // waits for the test to release the log
 			}
 			return len(p), nil
-		}
+		})
 	})
 	drawLoad(t, primary, "prizes", 1, 5, 1)
 	waitSame(t, "prizes", primary, r)
@@ -179,13 +180,13 @@ func TestPromoteGuards(t *testing.T) {
 		if pool != "prizes" {
 			return
 		}
-		o.WALHooks.Write = func(p []byte) (int, error) {
+		failpoint.OnWrite(o, func(p []byte) (int, error) {
 			if stalled.Load() {
 				stall.Lock()
 				stall.Unlock() //nolint:staticcheck // waits for the test to release the log
 			}
 			return len(p), nil
-		}
+		})
 	})
 	drawLoad(t, primary, "prizes", 2, 20, 2)
 	waitSame(t, "prizes", primary, r)

@@ -57,7 +57,7 @@ type Server struct {
 	shutdownErr  error
 
 	// engineHook, when set, adjusts each pool's engine options just before
-	// Recover opens it. A test seam (fault injection through WALHooks).
+	// Recover opens it. A test seam (fault injection through internal/failpoint).
 	engineHook func(pool string, o *rewardpool.Options)
 	// syncTimeout bounds the wait for min_sync_replicas in nanoseconds;
 	// 0 means defaultSyncTimeout. Atomic so tests can shorten it.

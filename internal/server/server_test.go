@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/rewardpool/rewardpool/internal/failpoint"
 	"io"
 	"log/slog"
 	"math/big"
@@ -568,12 +569,12 @@ func TestFailingDisk(t *testing.T) {
 			if pool != "prizes" {
 				return
 			}
-			o.WALHooks.Sync = func() error {
+			failpoint.OnSync(o, func() error {
 				if failSync.Load() {
 					return boom
 				}
 				return nil
-			}
+			})
 		},
 	})
 	ctx := testCtx(t)
@@ -1046,7 +1047,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	ts := startServer(t, serverOpts{dataDir: dir, engineHook: func(pool string, o *rewardpool.Options) {
-		o.WALHooks.Sync = func() error {
+		failpoint.OnSync(o, func() error {
 			if hold.Load() {
 				once.Do(func() {
 					close(entered)
@@ -1054,7 +1055,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 				})
 			}
 			return nil
-		}
+		})
 	}})
 	addr := ts.srv.Addr().String()
 	hold.Store(true)
