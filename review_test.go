@@ -3,6 +3,7 @@ package rewardpool
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -323,5 +324,50 @@ func TestIntervalPowerCutNeverReusesAcknowledgedIDs(t *testing.T) {
 				t.Fatalf("seed %d, restart under %s: request id %d handed out again (ids up to %d were acknowledged)", seed, restart, next, maxID)
 			}
 		}
+	}
+}
+
+// The engine's side of the torn-rule false positive (see the wal test
+// TestFlippedLengthInLastBatchIsDamage): under the default options a bit
+// flipped in the length of the last record, after a crash, makes Open cut
+// the last acknowledged batch as torn, and its request id is handed out
+// again.
+func TestFlippedLengthInLastBatchNeverReusesIDs(t *testing.T) {
+	t.Skip("known issue: a flipped bit in a record length of the last batch reads as a torn tail; the acknowledged draw is cut and its id reused")
+	dir := t.TempDir()
+	o := testOptions()
+	o.Items = []Item{{ID: "coin", Quantity: Unlimited, Weight: WeightUnit}}
+	o.SnapshotEvery = 1 << 40
+	e := mustOpen(t, dir, o)
+	var maxID uint64
+	for range 20 {
+		maxID = mustDraw(t, e, DrawRequest{})[0].RequestID
+	}
+	abandon(t, e) // a crash: no final snapshot covers the log
+	segs, _ := filepath.Glob(filepath.Join(dir, walDir, "*.wal"))
+	seg := segs[len(segs)-1]
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Binary records with one-byte lengths: length, body, CRC32C.
+	last := int64(-1)
+	for off := int64(wal.HeaderSize); off < int64(len(b)) && b[off] != 0; off += 1 + int64(b[off]) + 4 {
+		if b[off] >= 0x80 {
+			t.Fatalf("record at %d has a long length", off)
+		}
+		last = off
+	}
+	b[last] ^= 0x40
+	if err := os.WriteFile(seg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err = Open(dir, o)
+	if err != nil {
+		return // refusing a damaged log keeps the promise
+	}
+	defer e.Close()
+	if next := mustDraw(t, e, DrawRequest{})[0].RequestID; next <= maxID {
+		t.Fatalf("request id %d handed out again (ids up to %d were acknowledged)", next, maxID)
 	}
 }
