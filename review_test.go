@@ -371,3 +371,153 @@ func TestFlippedLengthInLastBatchNeverReusesIDs(t *testing.T) {
 		t.Fatalf("request id %d handed out again (ids up to %d were acknowledged)", next, maxID)
 	}
 }
+
+// A directory written before identities existed (no IDENTITY) whose last
+// segment is damaged near its start: the binary records after the damage
+// cannot be decoded, and repair reserves only a fixed step (ceilingStep)
+// above the ids it can see. A segment holds far more draws than that (64
+// MiB of 11-byte records), so the next request id can land on one that was
+// acknowledged.
+func TestLegacyRepairReservesAboveUndecodedDraws(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes about 1.1 million records")
+	}
+	dir := t.TempDir()
+	o := testOptions()
+	o.Items = []Item{{ID: "coin", Quantity: Unlimited, Weight: WeightUnit}}
+	e := mustOpen(t, dir, o)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// What an engine without identities left: the same files, no IDENTITY,
+	// and ceilingStep + 100,000 more acknowledged draws in the log.
+	if err := os.Remove(filepath.Join(dir, identityFile)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := wal.Open(filepath.Join(dir, walDir), wal.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, id := l.LastSeq(), uint64(0)
+	batch := make([]wal.Record, 10_000)
+	for range (ceilingStep + 100_000) / len(batch) {
+		for i := range batch {
+			seq++
+			id++
+			batch[i] = wal.Record{Seq: seq, Epoch: 1, Kind: wal.KindDraw, Item: 0, RequestID: id}
+		}
+		batch[len(batch)-1].Commit = true
+		if err := l.Append(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(l.Sync(), l.Close()); err != nil {
+		t.Fatal(err)
+	}
+	maxID := id
+	segs, _ := filepath.Glob(filepath.Join(dir, walDir, "*.wal"))
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Damage early in the draws: a flipped byte well inside a record.
+	b := make([]byte, 1)
+	at := int64(wal.HeaderSize + 1000)
+	f.ReadAt(b, at)
+	b[0] ^= 0x10
+	f.WriteAt(b, at)
+	f.Close()
+
+	rep, err := RepairLog(dir, quietLogger())
+	if err != nil {
+		t.Fatalf("RepairLog: %v", err)
+	}
+	if rep.NextRequestIDAbove < maxID {
+		t.Errorf("repair: next request id above %d, but ids up to %d were written (undecoded bytes %d)",
+			rep.NextRequestIDAbove, maxID, rep.Removed.UndecodedBytes)
+	}
+	e, err = Open(dir, o)
+	if err != nil {
+		t.Fatalf("Open after repair: %v", err)
+	}
+	defer e.Close()
+	if next := mustDraw(t, e, DrawRequest{})[0].RequestID; next <= maxID {
+		t.Fatalf("request id %d handed out again (ids up to %d were acknowledged)", next, maxID)
+	}
+}
+
+// appendDraws appends n draws with consecutive seqs and request ids after
+// the log's end, in batches of 10,000, and returns the last request id.
+func appendDraws(t *testing.T, l *wal.Log, n int) uint64 {
+	t.Helper()
+	seq, id := l.LastSeq(), uint64(0)
+	batch := make([]wal.Record, 10_000)
+	for range n / len(batch) {
+		for i := range batch {
+			seq++
+			id++
+			batch[i] = wal.Record{Seq: seq, Epoch: 1, Kind: wal.KindDraw, Item: 0, RequestID: id}
+		}
+		batch[len(batch)-1].Commit = true
+		if err := l.Append(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// `wal reseed` on a directory written before identities existed, in the
+// state reseed is for: its snapshots are damaged and its log no longer
+// starts at seq 1. The identity it builds must bound every request id the
+// log holds, not only those of a snapshot it could not read.
+func TestLegacyReseedKeepsIDsAboveTheLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes about 1.1 million records")
+	}
+	dir := t.TempDir()
+	o := testOptions()
+	o.Items = []Item{{ID: "coin", Quantity: Unlimited, Weight: WeightUnit}}
+	o.SegmentSize = 4 << 10
+	e := mustOpen(t, dir, o)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, identityFile)); err != nil {
+		t.Fatal(err)
+	}
+	// The draws go to new segments (each batch is larger than one); the
+	// first segment (the seed) is then deleted, as snapshots let it be.
+	l, err := wal.Open(filepath.Join(dir, walDir), wal.Options{Logger: quietLogger(), SegmentSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxID := appendDraws(t, l, ceilingStep+100_000)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, walDir, "*.wal"))
+	if len(segs) < 2 {
+		t.Fatalf("want two segments, got %v", segs)
+	}
+	if err := os.Remove(segs[0]); err != nil {
+		t.Fatal(err)
+	}
+	damageSnapshots(t, dir)
+	if _, err := Open(dir, o); !errors.Is(err, ErrUnprovable) {
+		t.Fatalf("Open = %v, want ErrUnprovable", err)
+	}
+	if _, err := ReseedLog(dir, quietLogger()); err != nil {
+		t.Fatalf("ReseedLog: %v", err)
+	}
+	e, err = Open(dir, o)
+	if err != nil {
+		t.Fatalf("Open after reseed: %v", err)
+	}
+	defer e.Close()
+	if next := mustDraw(t, e, DrawRequest{})[0].RequestID; next <= maxID {
+		t.Fatalf("request id %d handed out again (ids up to %d were acknowledged)", next, maxID)
+	}
+}
