@@ -521,3 +521,54 @@ func TestLegacyReseedKeepsIDsAboveTheLog(t *testing.T) {
 		t.Fatalf("request id %d handed out again (ids up to %d were acknowledged)", next, maxID)
 	}
 }
+
+// A replica bootstrapped from its primary's snapshot holds the pool's state
+// before it has written a record of its own. If that snapshot is later
+// damaged, the directory must refuse to start (it is used), not seed the
+// pool from scratch when started as a primary: request ids would restart
+// at 1, reusing the primary's, and every item would be back at full stock.
+func TestBootstrappedReplicaIsNeverSeededAgain(t *testing.T) {
+	primary, replica := t.TempDir(), t.TempDir()
+	o := testOptions()
+	e := mustOpen(t, primary, o)
+	for range 10 {
+		mustDraw(t, e, DrawRequest{Count: 2})
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro := o
+	ro.Replica = true
+	e = mustOpen(t, replica, ro)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Install the primary's snapshot as the replica's only state, as a
+	// bootstrap does, and let the replica open on it.
+	snaps, _ := filepath.Glob(filepath.Join(primary, snapDir, "*.snap"))
+	b, err := os.ReadFile(snaps[len(snaps)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(replica, snapDir, filepath.Base(snaps[len(snaps)-1])), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e = mustOpen(t, replica, ro)
+	if st := mustState(t, e); st.LastRequestID != 20 {
+		t.Fatalf("bootstrapped replica at request id %d, want 20", st.LastRequestID)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	damageSnapshots(t, replica)
+	e, err = Open(replica, o)
+	if errors.Is(err, ErrUnprovable) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("Open = %v, want ErrUnprovable", err)
+	}
+	st := mustState(t, e)
+	e.Close()
+	t.Fatalf("a bootstrapped replica's directory whose snapshot is damaged was seeded again: %+v", st)
+}
