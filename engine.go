@@ -267,6 +267,14 @@ func (e *Engine) recover() error {
 	if err := e.settleIdentity(legacy); err != nil {
 		return err
 	}
+	if st != nil {
+		// A snapshot is state to prove from now on, even in a directory
+		// that has not written a record yet (a replica bootstrapped from
+		// its primary's snapshot): if it is lost, refuse, never seed.
+		if err := w.ident.markWritten(e.fs, e.dir); err != nil {
+			return err
+		}
+	}
 	e.log.Info("rewardpool: recovered",
 		"dir", e.dir, "snapshot", info.Name, "snapshot_seq", info.Seq,
 		"records_replayed", replayed, "last_seq", w.seq, "last_request_id", w.reqID,

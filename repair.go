@@ -77,7 +77,7 @@ func repairLog(fs fsys.FS, dir string, logger *slog.Logger) (RepairReport, error
 	// of what it cut must already be reserved.
 	ident, err := loadIdentity(fs, dir)
 	if errors.Is(err, errIdentityMissing) {
-		ident, err = legacyIdentity(fs, dir, plan.Cut)
+		ident, err = legacyIdentity(fs, dir, plan)
 	}
 	if err != nil {
 		return rep, err
@@ -113,18 +113,25 @@ func repairLog(fs fsys.FS, dir string, logger *slog.Logger) (RepairReport, error
 }
 
 // legacyIdentity builds the identity of a directory written before
-// identities existed, from the highest seq and request id found in its
-// snapshots, its log and the records a repair is about to cut, plus a
-// reserve for records that could not be read.
-func legacyIdentity(fs fsys.FS, dir string, cut []wal.Record) (identity, error) {
-	var seq, id uint64
+// identities existed, from what plan (a dry run of repair) read: the
+// highest seq found in its snapshots, the log it keeps and the records it
+// would cut, plus a reserve for records that could not be read, at least
+// one per undecoded byte (a damaged segment can hold millions of draws,
+// more than ceilingStep). Before identities every draw took the next seq
+// and the next request id, both from 1, so no request id exceeds its
+// record's seq: the seq bound bounds the ids too, even when the snapshot
+// that named the last id is damaged.
+func legacyIdentity(fs fsys.FS, dir string, plan wal.RepairReport) (identity, error) {
+	seq, id := plan.LastSeq, uint64(0)
 	if st, _, err := snapshot.In(fs, filepath.Join(dir, snapDir)).LoadNewest(nil); err == nil && st != nil {
-		seq, id = st.Seq, st.LastRequestID
+		seq, id = max(seq, st.Seq), st.LastRequestID
 	}
-	for _, r := range cut {
+	for _, r := range plan.Cut {
 		seq, id = max(seq, r.Seq), max(id, r.RequestID)
 	}
-	return createIdentity(fs, dir, identity{Written: true, SeqCeiling: seq + ceilingStep, IDCeiling: id + ceilingStep})
+	id = max(id, seq)
+	reserve := max(ceilingStep, uint64(max(plan.UndecodedBytes, 0)))
+	return createIdentity(fs, dir, identity{Written: true, SeqCeiling: seq + reserve, IDCeiling: id + reserve})
 }
 
 // slotNames maps catalog slots to item ids (the binary codec logs draws by
@@ -234,11 +241,16 @@ func reseedLog(fs fsys.FS, dir string, logger *slog.Logger) (string, error) {
 	defer lock.Close()
 	ident, err := loadIdentity(fs, dir)
 	if errors.Is(err, errIdentityMissing) {
-		var cut []wal.Record
-		if plan, perr := wal.PlanRepair(filepath.Join(dir, walDir), wal.Options{Logger: logger, FS: fs}); perr == nil {
-			cut = plan.Cut
+		// The log bounds the ids it holds even when no snapshot is left.
+		var plan wal.RepairReport
+		if ok, eerr := fsys.Exists(fs, filepath.Join(dir, walDir)); eerr != nil {
+			return "", eerr
+		} else if ok {
+			if plan, err = wal.PlanRepair(filepath.Join(dir, walDir), wal.Options{Logger: logger, FS: fs}); err != nil {
+				return "", fmt.Errorf("rewardpool: reseed: read the log to bound its ids: %w", err)
+			}
 		}
-		ident, err = legacyIdentity(fs, dir, cut)
+		ident, err = legacyIdentity(fs, dir, plan)
 	}
 	if err != nil {
 		return "", err

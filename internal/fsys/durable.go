@@ -164,11 +164,13 @@ func TruncateSync(fsys FS, name string, size int64) error {
 
 // FreeName returns name, or name.1, name.2 ... whichever does not exist
 // yet: audit copies never overwrite an earlier one, which may be the only
-// copy of some data.
+// copy of some data. If Stat fails for another reason (EIO, EACCES), it
+// returns the name it was checking: looking further would never end, and
+// the operation that uses the name reports the real error.
 func FreeName(fsys FS, name string) string {
 	n := name
 	for i := 1; ; i++ {
-		if _, err := fsys.Stat(n); errors.Is(err, fs.ErrNotExist) {
+		if _, err := fsys.Stat(n); err != nil {
 			return n
 		}
 		n = fmt.Sprintf("%s.%d", name, i)
