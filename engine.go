@@ -372,15 +372,17 @@ func (e *Engine) applyFloors(fresh bool) error {
 	if e.opts.Replica {
 		return nil
 	}
-	if torn := w.wal.TornBytes(); torn > 0 && e.opts.Durability != DurabilityAlways && w.ident.FloorID < w.ident.IDCeiling {
-		// Acknowledged after the write, before the fsync: the cut tail may
-		// have held acknowledged draws. Their ids are below the ceiling.
+	if w.ident.Unsynced && w.ident.FloorID < w.ident.IDCeiling {
+		// The last run answered draws before their fsync and did not close
+		// cleanly: a power cut may have taken acknowledged draws, whole
+		// batches of them, leaving no trace in the log. Their ids are
+		// below the ceiling.
 		w.ident.FloorID = w.ident.IDCeiling
 		if err := storeIdentity(e.fs, e.dir, &w.ident); err != nil {
 			return err
 		}
-		e.log.Warn("rewardpool: a torn log tail was cut under a durability mode that acknowledges before the fsync; request ids continue above every id that may have been handed out",
-			"dir", e.dir, "bytes_cut", torn, "next_request_id_above", w.ident.FloorID)
+		e.log.Warn("rewardpool: the last run acknowledged draws before their fsync and did not close cleanly; request ids continue above every id that may have been handed out",
+			"dir", e.dir, "next_request_id_above", w.ident.FloorID)
 	}
 	w.reqID = max(w.reqID, w.ident.FloorID)
 	if fresh || w.ident.FloorSeq <= w.seq {
@@ -420,9 +422,12 @@ func (e *Engine) settleIdentity(legacy bool) error {
 		}
 	}
 	if !w.ident.covers(w.seq, w.reqID) {
-		return w.ident.reserve(e.fs, e.dir, w.seq, w.reqID)
+		if err := w.ident.reserve(e.fs, e.dir, w.seq, w.reqID); err != nil {
+			return err
+		}
 	}
-	return nil
+	// Before this run answers anything before its fsync, say so durably.
+	return w.ident.setUnsynced(e.fs, e.dir, e.opts.Durability != DurabilityAlways && !e.opts.Replica)
 }
 
 // setLogAside moves a log that ends before the snapshot at snapSeq out of

@@ -50,6 +50,12 @@ type identity struct {
 	// means it was lost. (A ceiling alone proves nothing: it is raised
 	// before the write it covers, which a crash may cut.)
 	Written bool
+	// Unsynced is set while a run that answers draws before their fsync
+	// (DurabilityInterval, DurabilityNone) has the directory open, and
+	// cleared when it closes cleanly. Found set at Open, it means such a
+	// run ended in a crash that may have lost acknowledged draws: request
+	// ids continue above the ceiling.
+	Unsynced bool
 }
 
 // identity slots: the file holds two copies, each one sector, written in
@@ -69,8 +75,8 @@ var errIdentityMissing = errors.New("no identity file")
 
 func (id *identity) encode() []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\nuid=%s\ncreated=%s\ngen=%d\nwritten=%t\nseq_ceiling=%d\nrequest_id_ceiling=%d\nfloor_seq=%d\nfloor_request_id=%d\nreseed=%t\n",
-		identityMagic, id.UID, id.Created.UTC().Format(time.RFC3339Nano), id.Gen, id.Written,
+	fmt.Fprintf(&b, "%s\nuid=%s\ncreated=%s\ngen=%d\nwritten=%t\nunsynced=%t\nseq_ceiling=%d\nrequest_id_ceiling=%d\nfloor_seq=%d\nfloor_request_id=%d\nreseed=%t\n",
+		identityMagic, id.UID, id.Created.UTC().Format(time.RFC3339Nano), id.Gen, id.Written, id.Unsynced,
 		id.SeqCeiling, id.IDCeiling, id.FloorSeq, id.FloorID, id.Reseed)
 	body := b.String()
 	line := fmt.Sprintf("crc=%08x", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
@@ -122,6 +128,8 @@ func decodeIdentity(b []byte) (identity, error) {
 			id.Reseed, err = strconv.ParseBool(v)
 		case "written":
 			id.Written, err = strconv.ParseBool(v)
+		case "unsynced":
+			id.Unsynced, err = strconv.ParseBool(v)
 		}
 		if err != nil {
 			return id, fmt.Errorf("field %s: %w", k, err)
@@ -215,6 +223,21 @@ func (id *identity) markWritten(fs fsys.FS, dir string) error {
 	}
 	next := *id
 	next.Written = true
+	if err := storeIdentity(fs, dir, &next); err != nil {
+		return err
+	}
+	*id = next
+	return nil
+}
+
+// setUnsynced records durably whether a run that acknowledges before the
+// fsync has the directory open.
+func (id *identity) setUnsynced(fs fsys.FS, dir string, on bool) error {
+	if id.Unsynced == on {
+		return nil
+	}
+	next := *id
+	next.Unsynced = on
 	if err := storeIdentity(fs, dir, &next); err != nil {
 		return err
 	}

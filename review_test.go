@@ -298,7 +298,6 @@ func TestPowerCutDuringReseedNeverGoesBack(t *testing.T) {
 // segment's name is lost), leaving no torn bytes for Open to notice; and
 // the restart may run in another durability mode.
 func TestIntervalPowerCutNeverReusesAcknowledgedIDs(t *testing.T) {
-	t.Skip("known issue: ids acknowledged under interval durability are reused when a power cut loses their batches whole (no torn bytes)")
 	for seed := uint64(1); seed <= 20; seed++ {
 		for _, restart := range []Durability{DurabilityInterval, DurabilityAlways} {
 			fs := sim.New(seed)

@@ -523,6 +523,11 @@ func (e *Engine) shutdown() error {
 	if err := w.wal.Close(); err != nil && firstErr == nil && w.failed == nil {
 		firstErr = fmt.Errorf("rewardpool: close log: %w", err)
 	}
+	if firstErr == nil && w.failed == nil {
+		// Everything answered is fsynced: the next start need not assume
+		// that acknowledged draws were lost.
+		firstErr = w.ident.setUnsynced(e.fs, e.dir, false)
+	}
 	e.lock.Close()
 	e.log.Info("rewardpool: closed", "dir", e.dir, "last_seq", w.seq, "last_request_id", w.reqID)
 	return firstErr
