@@ -139,12 +139,14 @@
 //     commit, torn or flipped alike. That can silently drop an acknowledged
 //     batch whose bytes rotted; we refuse instead and name the place.
 //
-// Limits, shared with etcd: damage to a record's framing (a binary length
-// byte, a text or jsonl newline) that makes it reach into the zeros after
-// the data reads as a write's prefix; a flipped bit in a record whose
-// checksum ends in a zero byte (1 in 256) does too; and a sector that a
-// disk zeroes inside an older batch of the last segment reads as a lost
-// sector, cutting the batches after it. Under DurabilityInterval and
+// A flipped framing byte (a binary length, a text or jsonl newline) makes a
+// whole record reach into the zeros after the data, which looks like a
+// write's prefix; so before calling a record torn, Open checks whether it
+// decodes with another value in its length byte, or with a newline before
+// the zeros: if so it is whole, and damaged. Limits, shared with etcd: a
+// flipped bit in a record whose checksum ends in a zero byte (1 in 256)
+// reads as a prefix; a sector that a disk zeroes inside an older batch of
+// the last segment reads as a lost sector, cutting the batches after it. Under DurabilityInterval and
 // DurabilityNone batches are answered before their fsync, so a cut tail
 // may hold acknowledged draws: the engine then continues request ids
 // above its ceiling (see the engine's IDENTITY file), so none is reused.

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -246,14 +247,61 @@ func scanTail(fsys fsys.FS, dir string, seg segment) (tailScan, error) {
 				return t, fmt.Errorf("wal: read segment %s: %w", seg.name, err)
 			}
 		}
+		if torn && framingDamaged(f, seg, r.st, re.off, t.size, r.next) {
+			// Every byte of the record is there but the one that frames
+			// it (a length, a newline): a flipped bit, not a torn write.
+			re.reason += " (its framing byte is damaged: the record is otherwise whole)"
+			return t, nil
+		}
 		if torn {
 			t.torn = true
-			t.dataEnd = t.size
 			t.dataEnd = dataEnd(f, re.off, t.size)
 			re.reason += " (torn write: an unwritten sector)"
 		}
 		return t, nil
 	}
+}
+
+// framingDamaged reports whether the damaged record at off is whole but for
+// the byte that frames it: with its first byte (a binary length) replaced
+// by some other value, or with the last byte before the zeros that follow
+// it (a line codec's newline) replaced by a newline, it decodes with a
+// valid checksum and the expected seq. A flipped framing byte makes a
+// record reach into the zeros after the data, which reads like a write's
+// prefix; a real torn record does not check out this way (its lost bytes
+// are zeros, and its checksum fails whatever the framing says).
+func framingDamaged(f io.ReaderAt, seg segment, st codecState, off, size int64, seq uint64) bool {
+	n := min(size-off, maxRecordSize+16)
+	buf := make([]byte, n)
+	m, _ := f.ReadAt(buf, off)
+	buf = buf[:m]
+	if len(buf) == 0 {
+		return false
+	}
+	c := codecByName(seg.hdr.codec)
+	ok := func(p []byte) bool {
+		s := st
+		var rec Record
+		_, err := c.decode(p, &s, &rec)
+		return err == nil && rec.Seq == seq
+	}
+	if seg.hdr.codec == "binary" {
+		orig := buf[0]
+		defer func() { buf[0] = orig }()
+		for v := 1; v < 256; v++ {
+			if buf[0] = byte(v); byte(v) != orig && ok(buf) {
+				return true
+			}
+		}
+		return false
+	}
+	z := bytes.IndexByte(buf, 0)
+	if z <= 0 {
+		return false
+	}
+	line := append([]byte(nil), buf[:z]...)
+	line[z-1] = '\n'
+	return ok(line)
 }
 
 // unwrittenSector reports whether some sector-aligned part of [off, end)
