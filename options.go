@@ -67,8 +67,9 @@ type Options struct {
 
 	// Codec of new log segments: "binary" (default), "text" or "jsonl".
 	Codec string
-	// Storage of log segments: "file" (default; segments are reserved with
-	// fallocate when created) or "mmap".
+	// Storage of log segments: "file" (default; blocks are reserved with
+	// fallocate a step ahead of the data, so disk use follows data) or
+	// "mmap" (each segment reserved whole when created).
 	Storage string
 	// SegmentSize is the size at which the log starts a new segment.
 	// Default 64 MiB.
@@ -238,8 +239,9 @@ func (o Options) walOptions() wal.Options {
 		Codec:       o.Codec,
 		Storage:     o.Storage,
 		SegmentSize: o.SegmentSize,
-		// Reserving the segment up front spares every fdatasync the block
-		// allocation and size update: about a quarter of its latency here.
+		// Reserving blocks ahead of the data spares most fdatasyncs the
+		// block allocation and size update: about a quarter of their latency
+		// here. The reservation grows with the data (wal.Options.Preallocate).
 		Preallocate: o.Storage != "mmap",
 		Logger:      o.Logger,
 		Hooks:       o.walHooks,

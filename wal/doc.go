@@ -54,7 +54,10 @@
 // # Storages
 //
 //   - file: pwrite at the end of the data, fdatasync. Optional fallocate
-//     (Options.Preallocate) so appends do not allocate blocks.
+//     (Options.Preallocate) so appends do not allocate blocks: the
+//     reservation runs ahead of the data in steps (64 KiB, doubling up to
+//     4 MiB) rather than a whole SegmentSize at creation, so disk use
+//     follows data; a batch that crosses it is preceded by one fallocate.
 //   - mmap: the segment is reserved with fallocate to SegmentSize (or to fit an oversized
 //     batch) before it is renamed into place, mapped shared, written with
 //     copy and synced with msync(MS_SYNC) over the page-aligned dirty range.

@@ -143,7 +143,12 @@ func (l *Log) openActive(seg segment, end, dirtyEnd int64) error {
 		}
 		st = ms
 	} else {
-		st = newFileStorage(f, l.opts.SegmentSize, l.opts.Preallocate)
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("wal: open segment %s: %w", seg.name, err)
+		}
+		st = newFileStorage(f, l.opts.SegmentSize, l.opts.Preallocate, fi.Size())
 	}
 	if dirtyEnd > end {
 		if err := st.cut(end, dirtyEnd); err != nil {
@@ -228,6 +233,9 @@ func (l *Log) Append(recs []Record) error {
 		if err := l.st.grow(l.end + n); err != nil {
 			return l.poison(fmt.Errorf("wal: grow segment %s: %w", l.active.name, err))
 		}
+	}
+	if err := l.st.reserve(l.end + n); err != nil {
+		return l.poison(fmt.Errorf("wal: reserve segment %s: %w", l.active.name, err))
 	}
 	if err := l.write(buf, l.end); err != nil {
 		return l.poison(fmt.Errorf("wal: write segment %s at %d: %w", l.active.name, l.end, err))
@@ -350,11 +358,17 @@ func (l *Log) newSegment(first, epoch uint64, n int64) error {
 	switch {
 	case l.opts.Storage == "mmap":
 		st, err = newMmapStorage(f, size)
-	case l.opts.Preallocate || l.opts.zeroFill:
-		err = preallocate(f, size, l.opts.zeroFill)
-		st = newFileStorage(f, l.opts.SegmentSize, l.opts.Preallocate)
+	case l.opts.zeroFill:
+		err = preallocate(f, size, true)
+		st = newFileStorage(f, l.opts.SegmentSize, false, size)
+	case l.opts.Preallocate:
+		// Reserve the header and the first batch now, the rest as the
+		// segment fills (fileStorage.reserve).
+		fs := newFileStorage(f, l.opts.SegmentSize, true, 0)
+		err = fs.reserve(HeaderSize + n)
+		st = fs
 	default:
-		st = newFileStorage(f, l.opts.SegmentSize, false)
+		st = newFileStorage(f, l.opts.SegmentSize, false, 0)
 	}
 	if err != nil {
 		f.Close()

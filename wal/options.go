@@ -27,9 +27,11 @@ type Options struct {
 	// segments: the log rotates before a batch that would not fit, and a
 	// batch larger than SegmentSize gets a segment of its own.
 	SegmentSize int64
-	// Preallocate (file storage only) reserves SegmentSize bytes with
-	// fallocate when a segment is created, so appends do not allocate
-	// blocks. mmap storage always preallocates.
+	// Preallocate (file storage only) reserves blocks with fallocate ahead
+	// of the data, so appends do not allocate blocks. The reservation grows
+	// in steps as the segment fills (64 KiB at creation, doubling up to
+	// 4 MiB per step, at most SegmentSize), so an idle log holds 64 KiB, not
+	// a whole segment. mmap storage always preallocates SegmentSize.
 	Preallocate bool
 	// Logger receives warnings (torn tail cut at open) and info (rotation,
 	// deletion); default slog.Default().

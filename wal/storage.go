@@ -12,6 +12,9 @@ type storage interface {
 	sync(from, to int64) error
 	// capacity is the most bytes the segment can hold without growing.
 	capacity() int64
+	// reserve makes sure a write ending at end needs no block allocation
+	// (file storage with Preallocate; a no-op otherwise).
+	reserve(end int64) error
 	// grow makes room for n bytes (mmap: an oversized batch in an empty
 	// segment).
 	grow(n int64) error

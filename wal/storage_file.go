@@ -9,14 +9,57 @@ import (
 // fileStorage writes with pwrite at the end of the data and syncs with
 // fdatasync, which skips inode timestamps but still flushes the size and
 // block allocation a later read depends on.
+//
+// With prealloc, the blocks in front of the data are reserved with
+// fallocate, in steps that grow with the segment (minReserve, doubling up
+// to maxReserveStep), not a whole SegmentSize up front: an idle pool then
+// holds 64 KiB of disk instead of 64 MiB, and Open reads (and checks for
+// zeros) only what was reserved. An append inside the reservation changes
+// no block or size, so its fdatasync writes only data; the batch that
+// crosses it pays for one fallocate and one size update, once per step.
 type fileStorage struct {
 	f        fsys.File
 	segSize  int64
 	prealloc bool
+	reserved int64 // with prealloc: the file's size, all of it allocated
 }
 
-func newFileStorage(f fsys.File, segSize int64, prealloc bool) *fileStorage {
-	return &fileStorage{f: f, segSize: segSize, prealloc: prealloc}
+// The reservation steps of a preallocated file segment.
+const (
+	minReserve     = 64 << 10
+	maxReserveStep = 4 << 20
+)
+
+// newFileStorage wraps f, a segment whose size is size.
+func newFileStorage(f fsys.File, segSize int64, prealloc bool, size int64) *fileStorage {
+	return &fileStorage{f: f, segSize: segSize, prealloc: prealloc, reserved: size}
+}
+
+// nextReserve is the size to reserve when end bytes must fit and reserved
+// are: one step more, the step doubling with the reservation from
+// minReserve up to maxReserveStep, in whole 4 KiB blocks, never past the
+// segment size unless a batch larger than a segment needs it.
+func nextReserve(reserved, end, segSize int64) int64 {
+	step := min(max(reserved, minReserve), maxReserveStep)
+	size := (max(end, reserved+step) + 4095) &^ 4095
+	return max(min(size, segSize), end)
+}
+
+// reserve makes sure the blocks of [0, end) are allocated before a write
+// that ends at end (with prealloc; without it the write allocates them).
+// Space past the data reads as zeros, which every reader takes for the end
+// of the data (see the package doc), so a crash after reserve leaves a
+// segment that reads as before.
+func (s *fileStorage) reserve(end int64) error {
+	if !s.prealloc || end <= s.reserved {
+		return nil
+	}
+	size := nextReserve(s.reserved, end, s.segSize)
+	if err := s.f.Allocate(size); err != nil {
+		return fmt.Errorf("fallocate %d bytes: %w", size, err)
+	}
+	s.reserved = size
+	return nil
 }
 
 // preallocate reserves size bytes for a new segment file. fallocate gives
@@ -53,11 +96,8 @@ func (s *fileStorage) cut(end, dirtyEnd int64) error {
 	if err := s.f.Truncate(end); err != nil {
 		return fmt.Errorf("truncate: %w", err)
 	}
-	if s.prealloc && end < s.segSize {
-		if err := s.f.Allocate(s.segSize); err != nil {
-			return fmt.Errorf("fallocate: %w", err)
-		}
-	}
+	// The next append reserves again from here (reserve).
+	s.reserved = end
 	return s.f.Sync()
 }
 

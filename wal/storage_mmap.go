@@ -106,6 +106,9 @@ func (s *mmapStorage) sync(from, to int64) error {
 
 func (s *mmapStorage) capacity() int64 { return int64(len(s.data)) }
 
+// reserve: the whole mapping is reserved already (mapAt).
+func (s *mmapStorage) reserve(end int64) error { return nil }
+
 func (s *mmapStorage) grow(n int64) error {
 	if n <= int64(len(s.data)) {
 		return nil
