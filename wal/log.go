@@ -37,7 +37,7 @@ type Log struct {
 	codec    codec   // codec of new segments
 	enc      codecState
 	next     codecState // enc after the batch being appended (a field: a local would escape through the codec interface)
-	buf      []byte     // reused encode buffer: Append does not allocate
+	buf      []byte     // reused encode buffer: Append does not allocate once it has grown
 	synced   int64      // active segment is durable up to here
 	poisoned error
 
@@ -60,8 +60,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: dir, opts: opts, log: opts.Logger, fs: opts.FS, lock: lock, codec: codecByName(opts.Codec),
-		buf: make([]byte, 0, 64<<10)}
+	// buf starts empty and grows to the largest batch: an idle log does
+	// not hold a buffer sized for a busy one.
+	l := &Log{dir: dir, opts: opts, log: opts.Logger, fs: opts.FS, lock: lock, codec: codecByName(opts.Codec)}
 	if err := l.open(); err != nil {
 		l.closeFiles()
 		return nil, err
