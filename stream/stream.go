@@ -61,6 +61,11 @@ const (
 	defaultBuffer   = 65536
 	defaultWindow   = 65536
 	defaultMaxBatch = 1024
+	// maxQueueBatches bounds the queue's channel: a slot per record of
+	// Buffer would cost every streamer 512 KiB up front. A hub that falls
+	// this many batches behind is dropped onto the Source like one whose
+	// queue holds Buffer records.
+	maxQueueBatches = 4096
 )
 
 var (
@@ -128,7 +133,7 @@ func New(src Source, opts Options) *Streamer {
 		src:     src,
 		opts:    opts,
 		log:     opts.Logger,
-		queue:   make(chan *batch, opts.Buffer),
+		queue:   make(chan *batch, min(opts.Buffer, maxQueueBatches)),
 		wake:    make(chan struct{}, 1),
 		ring:    newRing(opts.Window),
 		sinks:   make(map[string]*sinkRunner),
@@ -164,7 +169,7 @@ func (s *Streamer) Committed(recs []wal.Record) {
 	b.recs = append(b.recs[:0], recs...)
 	select {
 	case s.queue <- b:
-	default: // unreachable while queued is exact; never block anyway
+	default: // maxQueueBatches batches queued; never block
 		s.queued.Add(-n)
 		s.bufs.Put(b)
 		s.drop(last)
