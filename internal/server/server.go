@@ -233,21 +233,22 @@ func (s *Server) Recover() error {
 			}
 		}
 	}
-	nodes := map[string]*poolNode{}
-	for _, pc := range list {
-		n, err := s.openNode(pc.p)
-		if err != nil {
-			for _, open := range nodes {
-				open.close()
-			}
-			if f := s.follower.Load(); f != nil {
-				f.Stop()
-			}
-			return fmt.Errorf("server: open pool %q: %w", pc.p.Name, err)
+	ps := make([]config.Pool, len(list))
+	for i, pc := range list {
+		ps[i] = pc.p
+	}
+	opened, err := s.openNodes(ps)
+	if err != nil {
+		if f := s.follower.Load(); f != nil {
+			f.Stop()
 		}
-		nodes[pc.p.Name] = n
+		return err
+	}
+	nodes := map[string]*poolNode{}
+	for i, pc := range list {
+		nodes[pc.p.Name] = opened[i]
 		if pc.seeded {
-			s.warnIfConfigDiffers(pc.p.Name, n.eng, s.cfg.EngineOptions(pc.p).Items)
+			s.warnIfConfigDiffers(pc.p.Name, opened[i].eng, s.cfg.EngineOptions(pc.p).Items)
 		}
 	}
 	s.pools.Store(newPools(nodes))
@@ -263,6 +264,58 @@ func (s *Server) Recover() error {
 	}
 	s.log.Info("rewardpool: ready", "pools", len(nodes), "role", s.role(), "took", time.Since(start))
 	return nil
+}
+
+// startupOpeners bounds how many pools Recover opens at once. Opening a
+// pool is mostly waiting for fsyncs (a new one makes about ten), and the
+// file system's journal commits overlapping fsyncs together, so opening a
+// few dozen at a time starts hundreds of pools several times faster than
+// one by one, while the file descriptors and memory in use at once stay
+// bounded.
+const startupOpeners = 32
+
+// errNotOpened marks the pools openNodes skipped after another failed.
+var errNotOpened = errors.New("not opened: another pool failed")
+
+// openNodes opens the pools ps, startupOpeners at a time, and returns their
+// nodes in the same order. If any fails, it starts no more, closes those
+// it opened and returns the first failure in ps order, naming the pool.
+func (s *Server) openNodes(ps []config.Pool) ([]*poolNode, error) {
+	nodes := make([]*poolNode, len(ps))
+	errs := make([]error, len(ps))
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, startupOpeners)
+	for i, p := range ps {
+		slots <- struct{}{}
+		if failed.Load() {
+			<-slots
+			errs[i] = errNotOpened
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			nodes[i], errs[i] = s.openNode(p)
+			if errs[i] != nil {
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	if !failed.Load() {
+		return nodes, nil
+	}
+	var first error
+	for i, err := range errs {
+		if first == nil && err != nil && !errors.Is(err, errNotOpened) {
+			first = fmt.Errorf("server: open pool %q: %w", ps[i].Name, err)
+		}
+		if nodes[i] != nil {
+			nodes[i].close()
+		}
+	}
+	return nil, first
 }
 
 // warnIfConfigDiffers tells the operator when the config's catalog no

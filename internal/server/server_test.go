@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"github.com/rewardpool/rewardpool/internal/failpoint"
 	"io"
 	"log/slog"
@@ -1537,5 +1538,51 @@ func TestGRPCServicesRegistered(t *testing.T) {
 		if _, ok := info[name]; !ok {
 			t.Errorf("gRPC service %s not registered (have %v)", name, info)
 		}
+	}
+}
+
+// Pools are opened several at a time at start-up. One that fails still
+// stops the start, naming it, and every pool opened beside it is closed
+// again: its lock is free for the next start.
+func TestRecoverManyPoolsOneFails(t *testing.T) {
+	dir := t.TempDir()
+	cfg := newTestConfig(t, dir)
+	cfg.Pools = nil
+	for i := range 3 * startupOpeners {
+		cfg.Pools = append(cfg.Pools, config.Pool{Name: fmt.Sprintf("p%03d", i), Items: []config.Item{
+			{ID: "x", Quantity: 5, Weight: 1 * rpool.WeightUnit},
+		}})
+	}
+	bad := cfg.Pools[startupOpeners+3].Name
+	if err := os.WriteFile(filepath.Join(dir, bad), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	srv := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	err := srv.Recover()
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", bad)) {
+		t.Fatalf("Recover = %v, want an error naming pool %q", err, bad)
+	}
+	if srv.ready.Load() {
+		t.Fatal("server is ready after a pool failed to open")
+	}
+	for _, p := range cfg.Pools {
+		if p.Name == bad {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, p.Name)); err != nil {
+			continue // never opened
+		}
+		unlock, err := rewardpool.LockDir(filepath.Join(dir, p.Name))
+		if err != nil {
+			t.Fatalf("pool %s is still open after the failed start: %v", p.Name, err)
+		}
+		unlock()
 	}
 }
