@@ -272,7 +272,7 @@ func (s *Server) Recover() error {
 // few dozen at a time starts hundreds of pools several times faster than
 // one by one, while the file descriptors and memory in use at once stay
 // bounded.
-const startupOpeners = 32
+const startupOpeners = 64
 
 // errNotOpened marks the pools openNodes skipped after another failed.
 var errNotOpened = errors.New("not opened: another pool failed")
