@@ -150,6 +150,12 @@ func (l *Log) openActive(seg segment, end, dirtyEnd int64) error {
 			return fmt.Errorf("wal: open segment %s: %w", seg.name, err)
 		}
 		st = newFileStorage(f, l.opts.SegmentSize, l.opts.Preallocate, fi.Size())
+		if fi.Size()-max(end, dirtyEnd) > maxReserveStep {
+			// Zeros reserved far past the data: a whole segment that an
+			// earlier version reserved up front. Give the disk back (every
+			// later Open would read it again); appends reserve anew.
+			dirtyEnd = fi.Size()
+		}
 	}
 	if dirtyEnd > end {
 		if err := st.cut(end, dirtyEnd); err != nil {

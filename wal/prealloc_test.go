@@ -99,3 +99,51 @@ func TestPreallocateFollowsData(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A segment reserved whole by an earlier version (64 MiB of zeros past a
+// few records) is trimmed back at Open, keeping every record: the disk
+// follows the data, and later Opens do not read the zeros again.
+func TestOpenTrimsWholeSegmentReservation(t *testing.T) {
+	dir := t.TempDir()
+	o := testOptions(combo{"binary", "file"}, 64<<20, nil)
+	o.Preallocate = true
+	l := mustOpen(t, dir, o)
+	g := newGen()
+	var want []Record
+	for range 3 {
+		b := g.batch(5)
+		mustAppend(t, l, b)
+		want = append(want, b...)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, segmentName(1))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, 64<<20); err != nil {
+		f.Close()
+		t.Skipf("fallocate: %v", err)
+	}
+	f.Close()
+
+	l = mustOpen(t, dir, o)
+	defer l.Close()
+	disk, size := blocksOf(t, path)
+	if size < l.end || size-l.end > maxReserveStep || disk > 2*maxReserveStep {
+		t.Fatalf("after reopen the segment is %d bytes (%d on disk) for %d of data", size, disk, l.end)
+	}
+	if got := l.TornBytes(); got != 0 {
+		t.Errorf("trimming the reservation counted %d torn bytes", got)
+	}
+	var got []Record
+	if err := l.Scan(1, func(r *Record) error { got = append(got, *r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read back %d records, want %d", len(got), len(want))
+	}
+	mustAppend(t, l, g.batch(2))
+}
