@@ -93,6 +93,7 @@ type writerState struct {
 	lastSnapSeq uint64
 	snapRunning bool
 	snapDone    chan snapResult
+	snapSched   snapSchedule // the byte and time schedule (writer.go)
 }
 
 // Open opens the pool stored in dir, creating it from opts.Items if dir

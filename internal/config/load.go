@@ -418,6 +418,8 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 		{"durability", p.str(&c.Durability)},
 		{"sync_interval", scalar(p, &c.SyncInterval, `a duration like "10ms"`, ParseDuration)},
 		{"snapshot_every", p.uintf(&c.SnapshotEvery)},
+		{"snapshot_log_percent", p.intf(&c.SnapshotLogPercent)},
+		{"snapshot_min_interval", scalar(p, &c.SnapshotMinInterval, `a duration like "1s"`, ParseDuration)},
 		{"idempotency_window", p.intf(&c.IdempotencyWindow)},
 		{"idempotency_window_bytes", scalar(p, &c.IdempotencyBytes, `a size like "256MiB"`, ParseByteSize)},
 		{"wal", func(v *yaml.Node, path string) {

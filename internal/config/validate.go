@@ -57,8 +57,16 @@ func (c *Config) check() []problem {
 	if c.SyncInterval <= 0 {
 		bad("sync_interval", c.SyncInterval, "sync_interval %q: must be greater than zero", c.SyncInterval)
 	}
-	if c.SnapshotEvery == 0 {
-		bad("snapshot_every", c.SnapshotEvery, "snapshot_every 0: must be at least 1")
+	if _, set := c.src.val("snapshot_every"); set && c.SnapshotEvery == 0 {
+		// 0 is the default (unset: snapshots follow snapshot_log_percent),
+		// but written in a file it reads like "never": say so.
+		bad("snapshot_every", c.SnapshotEvery, "snapshot_every 0: must be at least 1 (leave it out to snapshot by log size)")
+	}
+	if c.SnapshotLogPercent < 1 {
+		bad("snapshot_log_percent", c.SnapshotLogPercent, "snapshot_log_percent %d: must be at least 1", c.SnapshotLogPercent)
+	}
+	if c.SnapshotMinInterval < 0 {
+		bad("snapshot_min_interval", c.SnapshotMinInterval, "snapshot_min_interval %q: must not be negative", c.SnapshotMinInterval)
 	}
 	if c.IdempotencyWindow < 1 {
 		bad("idempotency_window", c.IdempotencyWindow, "idempotency_window %d: must be at least 1", c.IdempotencyWindow)
@@ -215,6 +223,15 @@ func (s *source) isBad(path string) bool {
 			return false
 		}
 	}
+}
+
+// val returns the value the file gave path, if it set one.
+func (s *source) val(path string) (string, bool) {
+	if s == nil {
+		return "", false
+	}
+	v, ok := s.vals[path]
+	return v, ok
 }
 
 // first describes where the first of two duplicates is.
