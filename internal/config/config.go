@@ -137,6 +137,8 @@ type Config struct {
 	ReplicaOf string `yaml:"replica_of"`
 	// Replication configures log streaming to and from replicas.
 	Replication ReplicationConfig `yaml:"replication"`
+	// Metrics configures /metrics.
+	Metrics MetricsConfig `yaml:"metrics"`
 	// Pools are seeded from this list the first time their directory is
 	// created; afterwards their catalog lives in the data directory and
 	// changes through the admin API. A config without pools (or with an
@@ -166,6 +168,16 @@ type WALConfig struct {
 	// Segments kept = max of both rules; a replica further behind than
 	// what is kept bootstraps from a snapshot.
 	KeepBytes ByteSize `yaml:"keep_bytes"`
+}
+
+// MetricsConfig configures /metrics.
+type MetricsConfig struct {
+	// PerItemMaxItems is the largest catalog whose draws and remaining
+	// quantities get a series per item. A bigger pool's draws are counted
+	// per pool (item="") and its remaining quantities are not exported:
+	// a series per item of a million-item catalog would cost more than the
+	// pool. Default 10000; 0: never per item.
+	PerItemMaxItems int `yaml:"per_item_max_items"`
 }
 
 // ReplicationConfig configures replication.
@@ -337,6 +349,7 @@ func defaults() *Config {
 		},
 		ShutdownTimeout: DefaultShutdownTimeout,
 		Replication:     ReplicationConfig{ReadyMaxLagRecords: DefaultReadyMaxLagRecords, ReadyMaxLag: DefaultReadyMaxLag},
+		Metrics:         MetricsConfig{PerItemMaxItems: DefaultPerItemMaxItems},
 		Log:             LogConfig{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
 }

@@ -61,6 +61,7 @@ func TestDefault(t *testing.T) {
 			IdleTimeout: Duration(2 * time.Minute)},
 		ShutdownTimeout: Duration(10 * time.Second),
 		Replication:     ReplicationConfig{ReadyMaxLagRecords: 10000, ReadyMaxLag: Duration(10 * time.Second)},
+		Metrics:         MetricsConfig{PerItemMaxItems: 10000},
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Pools: []Pool{{Name: "default", Items: []Item{
 			{ID: "diamond", Quantity: 100, Weight: 10_000_000},
@@ -117,6 +118,7 @@ var fullWant = Config{
 	Replication: ReplicationConfig{Token: "repl-secret", CAFile: "testdata/cert.pem", LogRecords: true,
 		ReadyMaxLagRecords: 50, ReadyMaxLag: Duration(3 * time.Second)},
 	ShutdownTimeout: Duration(90 * time.Second),
+	Metrics:         MetricsConfig{PerItemMaxItems: 500},
 	Log:             LogConfig{Level: "debug", Format: "json"},
 	Pools: []Pool{
 		{Name: "default", Items: []Item{

@@ -490,6 +490,14 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 				{"ready_max_lag", scalar(p, &c.Replication.ReadyMaxLag, `a duration like "10s"`, ParseDuration)},
 			})
 		}},
+		{"metrics", func(v *yaml.Node, path string) {
+			if isNull(v) {
+				return
+			}
+			p.mapping(v, path, []field{
+				{"per_item_max_items", p.intf(&c.Metrics.PerItemMaxItems)},
+			})
+		}},
 		{"pools", func(v *yaml.Node, path string) { c.Pools = p.pools(v, path) }},
 	})
 }

@@ -160,6 +160,9 @@ func (c *Config) check() []problem {
 		}
 	}
 
+	if n := c.Metrics.PerItemMaxItems; n < 0 {
+		bad("metrics.per_item_max_items", n, "metrics.per_item_max_items %d: must not be negative", n)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", c.ShutdownTimeout, "shutdown_timeout %q: must be greater than zero", c.ShutdownTimeout)
 	}

@@ -88,11 +88,12 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		log:     log,
 		version: version,
 		auth:    newAuthorizer(cfg.AdminToken, cfg.ClientToken, cfg.Replication.Token),
-		metrics: newMetrics(version),
+		metrics: newMetrics(version, cfg.Metrics.PerItemMaxItems),
 		health:  health.NewServer(),
 		nodeID:  newNodeID(),
 	}
-	s.metrics.reg.MustRegister(newPoolCollector(s.pools.Load))
+	s.metrics.pools = s.pools.Load
+	s.metrics.reg.MustRegister(newPoolCollector(s.pools.Load, s.metrics))
 	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rewardpool_connections_open",
 		Help: "Client connections open (HTTP, gRPC, replication); at most connections.max.",
