@@ -5,6 +5,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,7 +38,7 @@ type metrics struct {
 	// series would cost the server and the Prometheus more than the pool.
 	perItemMax int
 	pools      func() *pools // set by New
-	sizes      sync.Map      // pool name → int, its catalog size at the last scrape
+	sizes      sync.Map      // pool name → *catalogSize
 }
 
 // children caches the children of one metric vector by label values (up
@@ -116,28 +117,39 @@ func (m *metrics) countRequest(transport string, code codes.Code) {
 	m.request.get([3]string{transport, code.String()}).Inc()
 }
 
-// perItem reports whether pool's catalog is small enough for per-item
-// series. The size is refreshed at each scrape; a pool not seen yet is
-// asked once.
-func (m *metrics) perItem(pool string) bool {
+// catalogSize is a pool's catalog size as metrics last saw it.
+type catalogSize struct {
+	once sync.Once // the first look, when a pool is drawn from before any scrape
+	n    atomic.Int64
+}
+
+func (m *metrics) size(pool string) *catalogSize {
 	if v, ok := m.sizes.Load(pool); ok {
-		return v.(int) <= m.perItemMax
+		return v.(*catalogSize)
 	}
-	n := 0
-	if m.pools == nil {
-		return true
-	}
-	if p := m.pools(); p != nil && p.entries[pool] != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		st, err := p.engine(pool).State(ctx)
-		cancel()
-		if err != nil {
-			return false // ask again next time
+	v, _ := m.sizes.LoadOrStore(pool, &catalogSize{})
+	return v.(*catalogSize)
+}
+
+// perItem reports whether pool's catalog is small enough for per-item
+// series. The size is refreshed at each scrape; a pool drawn from before
+// the first scrape is asked once (one State copy, however many requests
+// arrive meanwhile: they wait for it).
+func (m *metrics) perItem(pool string) bool {
+	cs := m.size(pool)
+	cs.once.Do(func() {
+		if m.pools == nil {
+			return
 		}
-		n = len(st.Items)
-	}
-	m.sizes.Store(pool, n)
-	return n <= m.perItemMax
+		if p := m.pools(); p != nil && p.entries[pool] != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if st, err := p.engine(pool).State(ctx); err == nil {
+				cs.n.Store(int64(len(st.Items)))
+			}
+		}
+	})
+	return cs.n.Load() <= int64(m.perItemMax)
 }
 
 // countDraws counts the results of one answered request.
@@ -235,7 +247,9 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.lastID, prometheus.GaugeValue, float64(st.LastRequestID), name)
 		ch <- prometheus.MustNewConstMetric(c.seq, prometheus.GaugeValue, float64(st.Seq), name)
-		c.m.sizes.Store(name, len(st.Items))
+		cs := c.m.size(name)
+		cs.once.Do(func() {})
+		cs.n.Store(int64(len(st.Items)))
 		if len(st.Items) > c.m.perItemMax {
 			continue
 		}
