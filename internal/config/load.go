@@ -536,6 +536,19 @@ func (p *parser) items(v *yaml.Node, path string) ([]Item, []itemLines) {
 		p.fail(path, v, "items: want a list of items (- {id: ..., quantity: ..., weight: ...}), got %s", kindName(v))
 		return nil, nil
 	}
+	if len(v.Content) == 1 {
+		if r := p.run(v.Content[0]); r != nil {
+			// The whole list is one run (a generated catalog): its items
+			// are the list, no copy.
+			p.used++
+			lines := make([]itemLines, len(r.items))
+			for k := range lines {
+				l := int32(r.line + k)
+				lines[k] = itemLines{l, l, l, l}
+			}
+			return r.items, lines
+		}
+	}
 	n := len(v.Content)
 	for _, in := range v.Content {
 		if r := p.run(in); r != nil {
