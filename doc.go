@@ -39,8 +39,10 @@
 // the outcome by retrying with the same idempotency key. The engine then
 // refuses writes with ErrWAL (not applied) until reopened.
 //
-// Snapshots are taken every Options.SnapshotEvery records and at Close, on
-// another goroutine, from a copy of the state. Open loads the newest valid
+// Snapshots are taken once the log written since the last one reaches
+// Options.SnapshotLogPercent of its size (at most every
+// Options.SnapshotMinInterval; or every Options.SnapshotEvery records when
+// set) and at Close, on another goroutine, from a copy of the state. Open loads the newest valid
 // snapshot and replays the log after it. Log segments covered by the two
 // newest snapshots are deleted unless Options.KeepSegments keeps them.
 //

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +94,7 @@ type writerState struct {
 	lastSnapSeq uint64
 	snapRunning bool
 	snapDone    chan snapResult
+	snapSched   snapSchedule // the byte and time schedule (writer.go)
 }
 
 // Open opens the pool stored in dir, creating it from opts.Items if dir
@@ -128,6 +130,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		lock.Close()
 		return nil, err
 	}
+	e.opts.Items = nil // seeded or ignored: the catalog is the state's now
 	e.w.snapDone = make(chan snapResult, 1)
 	e.w.syncTimer = time.NewTimer(time.Hour)
 	e.w.syncTimer.Stop()
@@ -458,7 +461,8 @@ func (e *Engine) setLogAside(last, snapSeq uint64) error {
 // rebuild the pool from nothing (a replica can start from seq 1).
 func (e *Engine) seed() error {
 	w := &e.w
-	w.recs = w.recs[:0]
+	w.recs = slices.Grow(w.recs[:0], len(e.opts.Items))
+	w.cat.Grow(len(e.opts.Items))
 	for _, it := range e.opts.Items {
 		slot, err := w.cat.Add(it)
 		if err != nil {
@@ -478,6 +482,7 @@ func (e *Engine) seed() error {
 	if err := w.wal.Sync(); err != nil {
 		return fmt.Errorf("%w: seed catalog: %w", ErrWAL, err)
 	}
+	w.recs = nil // as long as the catalog: batches grow their own
 	return w.ident.markWritten(e.fs, e.dir)
 }
 

@@ -82,9 +82,22 @@ type Options struct {
 	// many bytes, even when snapshots cover them. Default 0.
 	KeepBytes int64
 
-	// SnapshotEvery takes a snapshot after this many log records.
-	// Default 100,000. A snapshot is also taken at Close.
+	// SnapshotEvery, when set, takes a snapshot after this many log
+	// records (the schedule before SnapshotLogPercent existed). Default 0:
+	// snapshots follow SnapshotLogPercent and SnapshotMinInterval. A
+	// snapshot is also taken at Close.
 	SnapshotEvery uint64
+	// SnapshotLogPercent: a snapshot starts once the log written since the
+	// last one reaches this percentage of that snapshot's size. A snapshot
+	// rewrites the whole catalog (20 MB at a million items), so a schedule
+	// by records would spend most of the disk on snapshots for big
+	// catalogs; by bytes, snapshots cost at most 100/SnapshotLogPercent
+	// times the log, and recovery replays about that much log. Default 100.
+	SnapshotLogPercent int
+	// SnapshotMinInterval is the least time between the starts of two
+	// snapshots under SnapshotLogPercent (the first counts from the first
+	// write after Open). Default 1s.
+	SnapshotMinInterval time.Duration
 	// IdempotencyWindow is how many idempotency keys are remembered.
 	// Default 1,000,000.
 	IdempotencyWindow int
@@ -137,13 +150,14 @@ type Options struct {
 }
 
 const (
-	defaultSyncInterval      = 10 * time.Millisecond
-	defaultSnapshotEvery     = 100_000
-	defaultIdempotencyWindow = 1_000_000
-	defaultIdempotencyBytes  = 256 << 20
-	defaultMailboxSize       = 4096
-	defaultMaxBatch          = 1024
-	defaultMaxDrawCount      = 10_000
+	defaultSyncInterval        = 10 * time.Millisecond
+	defaultSnapshotLogPercent  = 100
+	defaultSnapshotMinInterval = time.Second
+	defaultIdempotencyWindow   = 1_000_000
+	defaultIdempotencyBytes    = 256 << 20
+	defaultMailboxSize         = 4096
+	defaultMaxBatch            = 1024
+	defaultMaxDrawCount        = 10_000
 	// maxKeyLen bounds an idempotency key; keys live in memory and in every
 	// snapshot, so they must stay small.
 	maxKeyLen = 256
@@ -172,8 +186,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SyncInterval == 0 {
 		o.SyncInterval = defaultSyncInterval
 	}
-	if o.SnapshotEvery == 0 {
-		o.SnapshotEvery = defaultSnapshotEvery
+	if o.SnapshotLogPercent < 0 {
+		return o, bad("SnapshotLogPercent", o.SnapshotLogPercent, "must not be negative")
+	}
+	if o.SnapshotLogPercent == 0 {
+		o.SnapshotLogPercent = defaultSnapshotLogPercent
+	}
+	if o.SnapshotMinInterval < 0 {
+		return o, bad("SnapshotMinInterval", o.SnapshotMinInterval, "must not be negative")
+	}
+	if o.SnapshotMinInterval == 0 {
+		o.SnapshotMinInterval = defaultSnapshotMinInterval
 	}
 	if o.IdempotencyWindow < 0 {
 		return o, bad("IdempotencyWindow", o.IdempotencyWindow, "must not be negative")

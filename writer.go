@@ -359,9 +359,44 @@ func (e *Engine) committed() {
 		}
 	}
 	w.sinceSnap += n
-	if w.sinceSnap >= e.opts.SnapshotEvery && !w.snapRunning {
+	if !w.snapRunning && e.snapshotDue() {
 		e.startSnapshot()
 	}
+}
+
+// snapSchedule is what the byte and time schedule of snapshots remembers.
+type snapSchedule struct {
+	logMark   uint64    // the log's AppendedBytes when the last snapshot started
+	lastBytes uint64    // size of the last snapshot written since Open; 0 = none yet
+	started   time.Time // when the last snapshot started (or the first commit after Open)
+}
+
+// snapshotDue decides whether the batch just committed starts a snapshot.
+// With SnapshotEvery set, every that many records. Otherwise a snapshot
+// rewrites the whole catalog and idempotency window, so it waits until the
+// log written since the last one is SnapshotLogPercent of that snapshot's
+// size (the bytes recovery would replay), and at least SnapshotMinInterval
+// after the last one started: the cost of snapshots stays a fixed share
+// of the log's, whether the catalog has ten items or a million.
+func (e *Engine) snapshotDue() bool {
+	w := &e.w
+	if e.opts.SnapshotEvery > 0 {
+		return w.sinceSnap >= e.opts.SnapshotEvery
+	}
+	s := &w.snapSched
+	now := time.Now()
+	if s.started.IsZero() {
+		// The first commit since Open: the interval counts from here.
+		s.started, s.logMark = now, 0
+	}
+	logged := w.wal.AppendedBytes()
+	if logged >= s.logMark {
+		logged -= s.logMark
+	} // else the log was reopened (repair, replica restore) and counts anew
+	if logged < s.lastBytes/100*uint64(e.opts.SnapshotLogPercent) {
+		return false
+	}
+	return now.Sub(s.started) >= e.opts.SnapshotMinInterval
 }
 
 // slowSync is the fsync latency above which the engine warns.
@@ -431,6 +466,7 @@ func (e *Engine) captureState() *snapshot.State {
 
 type snapResult struct {
 	seq      uint64
+	size     uint64 // bytes written
 	oldest   uint64 // seq of the oldest of two snapshots kept; 0 = delete nothing
 	err      error
 	duration time.Duration
@@ -453,6 +489,7 @@ func (e *Engine) startSnapshot() {
 	st := e.captureState()
 	w.snapRunning = true
 	w.sinceSnap = 0
+	w.snapSched.started, w.snapSched.logMark = time.Now(), w.wal.AppendedBytes()
 	go func() { w.snapDone <- e.writeSnapshot(st) }()
 }
 
@@ -462,7 +499,9 @@ func (e *Engine) writeSnapshot(st *snapshot.State) snapResult {
 	start := time.Now()
 	dir := snapshot.In(e.fs, filepath.Join(e.dir, snapDir))
 	res := snapResult{seq: st.Seq}
-	if _, res.err = dir.Write(st); res.err == nil {
+	data := snapshot.Encode(nil, st)
+	res.size = uint64(len(data))
+	if _, res.err = dir.WriteEncoded(st.Seq, data); res.err == nil {
 		var kept []snapshot.Info
 		kept, res.err = dir.Prune(2)
 		// Log segments may go only once two snapshots cover them: if the
@@ -490,6 +529,7 @@ func (e *Engine) snapshotFinished(res snapResult) {
 	}
 	e.stats.snapshots.Add(1)
 	w.lastSnapSeq = res.seq
+	w.snapSched.lastBytes = res.size
 	deleted := 0
 	if res.oldest > 0 {
 		var err error

@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -257,6 +258,15 @@ func (c *Catalog) Untake(slot int32) {
 // Add adds it as a live item and returns its slot. If a removed slot holds
 // the same id, that slot is reused, so replaying the same adds and removes
 // always yields the same slot numbers; otherwise a new slot is appended.
+// Grow makes room for n more items, so that adding a catalog of a million
+// items does not copy the slots and rehash the id index as it goes.
+func (c *Catalog) Grow(n int) {
+	c.slots = slices.Grow(c.slots, n)
+	if len(c.ids) == 0 {
+		c.ids = make(map[string]int32, n)
+	}
+}
+
 func (c *Catalog) Add(it Item) (int32, error) {
 	if err := ValidateItem(it); err != nil {
 		return -1, err

@@ -21,26 +21,28 @@ var ErrInvalid = errors.New("invalid configuration")
 
 // Defaults. Each is documented on the Config field it fills.
 const (
-	DefaultListen            = "127.0.0.1:7070"
-	DefaultDataDir           = "./data"
-	DefaultDurability        = "always"
-	DefaultSyncInterval      = Duration(10 * time.Millisecond)
-	DefaultSnapshotEvery     = 100_000
-	DefaultIdempotencyWindow = 1_000_000
-	DefaultIdempotencyBytes  = 256 * MiB
-	DefaultCodec             = "binary"
-	DefaultStorage           = "file"
-	DefaultSegmentSize       = 64 * MiB
-	DefaultMaxDrawCount      = 1000
-	DefaultMaxBodyBytes      = 1 * MiB
-	DefaultShutdownTimeout   = Duration(10 * time.Second)
-	DefaultMaxConnections    = 4096
-	DefaultHeaderTimeout     = Duration(10 * time.Second)
-	DefaultBodyTimeout       = Duration(30 * time.Second)
-	DefaultIdleTimeout       = Duration(2 * time.Minute)
-	DefaultHandshakeTimeout  = Duration(10 * time.Second)
-	DefaultLogLevel          = "info"
-	DefaultLogFormat         = "text"
+	DefaultListen              = "127.0.0.1:7070"
+	DefaultDataDir             = "./data"
+	DefaultDurability          = "always"
+	DefaultSyncInterval        = Duration(10 * time.Millisecond)
+	DefaultSnapshotLogPercent  = 100
+	DefaultSnapshotMinInterval = Duration(time.Second)
+	DefaultPerItemMaxItems     = 10_000
+	DefaultIdempotencyWindow   = 1_000_000
+	DefaultIdempotencyBytes    = 256 * MiB
+	DefaultCodec               = "binary"
+	DefaultStorage             = "file"
+	DefaultSegmentSize         = 64 * MiB
+	DefaultMaxDrawCount        = 10_000
+	DefaultMaxBodyBytes        = 1 * MiB
+	DefaultShutdownTimeout     = Duration(10 * time.Second)
+	DefaultMaxConnections      = 4096
+	DefaultHeaderTimeout       = Duration(10 * time.Second)
+	DefaultBodyTimeout         = Duration(30 * time.Second)
+	DefaultIdleTimeout         = Duration(2 * time.Minute)
+	DefaultHandshakeTimeout    = Duration(10 * time.Second)
+	DefaultLogLevel            = "info"
+	DefaultLogFormat           = "text"
 	// DemoPool is the name of the built-in pool a config without pools gets.
 	DemoPool = "default"
 )
@@ -85,9 +87,19 @@ type Config struct {
 	// SyncInterval bounds the fsync delay under durability "interval"
 	// (ignored otherwise). Default 10ms. Written like "5ms" or "1s".
 	SyncInterval Duration `yaml:"sync_interval"`
-	// SnapshotEvery takes a snapshot of a pool after this many WAL
-	// records. Default 100000.
+	// SnapshotEvery, when set, takes a snapshot of a pool after this many
+	// WAL records instead of following snapshot_log_percent. Default unset
+	// (0): a snapshot writes the whole catalog, so at a million items a
+	// schedule by records spends more on snapshots than on the log.
 	SnapshotEvery uint64 `yaml:"snapshot_every"`
+	// SnapshotLogPercent starts a snapshot once the WAL written since the
+	// last one reaches this percentage of that snapshot's size: snapshots
+	// then cost at most 100/percent times the log, and recovery replays
+	// about that much. Default 100.
+	SnapshotLogPercent int `yaml:"snapshot_log_percent"`
+	// SnapshotMinInterval is the least time between two snapshots of a
+	// pool under snapshot_log_percent. Default 1s.
+	SnapshotMinInterval Duration `yaml:"snapshot_min_interval"`
 	// IdempotencyWindow is how many idempotency keys each pool remembers.
 	// Default 1000000.
 	IdempotencyWindow int `yaml:"idempotency_window"`
@@ -125,6 +137,8 @@ type Config struct {
 	ReplicaOf string `yaml:"replica_of"`
 	// Replication configures log streaming to and from replicas.
 	Replication ReplicationConfig `yaml:"replication"`
+	// Metrics configures /metrics.
+	Metrics MetricsConfig `yaml:"metrics"`
 	// Pools are seeded from this list the first time their directory is
 	// created; afterwards their catalog lives in the data directory and
 	// changes through the admin API. A config without pools (or with an
@@ -154,6 +168,16 @@ type WALConfig struct {
 	// Segments kept = max of both rules; a replica further behind than
 	// what is kept bootstraps from a snapshot.
 	KeepBytes ByteSize `yaml:"keep_bytes"`
+}
+
+// MetricsConfig configures /metrics.
+type MetricsConfig struct {
+	// PerItemMaxItems is the largest catalog whose draws and remaining
+	// quantities get a series per item. A bigger pool's draws are counted
+	// per pool (item="") and its remaining quantities are not exported:
+	// a series per item of a million-item catalog would cost more than the
+	// pool. Default 10000; 0: never per item.
+	PerItemMaxItems int `yaml:"per_item_max_items"`
 }
 
 // ReplicationConfig configures replication.
@@ -191,8 +215,8 @@ type ReplicationConfig struct {
 
 // Limits bound requests.
 type Limits struct {
-	// MaxDrawCount is the largest count of one draw request. Default 1000,
-	// at most 10000.
+	// MaxDrawCount is the largest count of one draw request. Default
+	// 10000, at most 10000.
 	MaxDrawCount int `yaml:"max_draw_count"`
 	// MaxBodyBytes is the largest request body (HTTP) or message (gRPC).
 	// Default 1MiB.
@@ -299,13 +323,14 @@ func DemoPools() []Pool {
 // defaults is Default without pools.
 func defaults() *Config {
 	return &Config{
-		Listen:            DefaultListen,
-		DataDir:           DefaultDataDir,
-		Durability:        DefaultDurability,
-		SyncInterval:      DefaultSyncInterval,
-		SnapshotEvery:     DefaultSnapshotEvery,
-		IdempotencyWindow: DefaultIdempotencyWindow,
-		IdempotencyBytes:  DefaultIdempotencyBytes,
+		Listen:              DefaultListen,
+		DataDir:             DefaultDataDir,
+		Durability:          DefaultDurability,
+		SyncInterval:        DefaultSyncInterval,
+		SnapshotLogPercent:  DefaultSnapshotLogPercent,
+		SnapshotMinInterval: DefaultSnapshotMinInterval,
+		IdempotencyWindow:   DefaultIdempotencyWindow,
+		IdempotencyBytes:    DefaultIdempotencyBytes,
 		WAL: WALConfig{
 			Codec:       DefaultCodec,
 			Storage:     DefaultStorage,
@@ -324,6 +349,7 @@ func defaults() *Config {
 		},
 		ShutdownTimeout: DefaultShutdownTimeout,
 		Replication:     ReplicationConfig{ReadyMaxLagRecords: DefaultReadyMaxLagRecords, ReadyMaxLag: DefaultReadyMaxLag},
+		Metrics:         MetricsConfig{PerItemMaxItems: DefaultPerItemMaxItems},
 		Log:             LogConfig{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
 }
@@ -336,18 +362,20 @@ func (c *Config) EngineOptions(p Pool) rewardpool.Options {
 		items[i] = rewardpool.Item{ID: it.ID, Quantity: it.Quantity, Weight: uint64(it.Weight)}
 	}
 	return rewardpool.Options{
-		Items:             items,
-		Durability:        rewardpool.Durability(c.Durability),
-		SyncInterval:      time.Duration(c.SyncInterval),
-		Codec:             c.WAL.Codec,
-		Storage:           c.WAL.Storage,
-		SegmentSize:       int64(c.WAL.SegmentSize),
-		KeepSegments:      c.WAL.KeepSegments,
-		KeepBytes:         int64(c.WAL.KeepBytes),
-		SnapshotEvery:     c.SnapshotEvery,
-		IdempotencyWindow: c.IdempotencyWindow,
-		IdempotencyBytes:  int64(c.IdempotencyBytes),
-		MaxDrawCount:      c.Limits.MaxDrawCount,
+		Items:               items,
+		Durability:          rewardpool.Durability(c.Durability),
+		SyncInterval:        time.Duration(c.SyncInterval),
+		Codec:               c.WAL.Codec,
+		Storage:             c.WAL.Storage,
+		SegmentSize:         int64(c.WAL.SegmentSize),
+		KeepSegments:        c.WAL.KeepSegments,
+		KeepBytes:           int64(c.WAL.KeepBytes),
+		SnapshotEvery:       c.SnapshotEvery,
+		SnapshotLogPercent:  c.SnapshotLogPercent,
+		SnapshotMinInterval: time.Duration(c.SnapshotMinInterval),
+		IdempotencyWindow:   c.IdempotencyWindow,
+		IdempotencyBytes:    int64(c.IdempotencyBytes),
+		MaxDrawCount:        c.Limits.MaxDrawCount,
 	}
 }
 

@@ -59,39 +59,60 @@ func Parse(data []byte, name string) (*Config, error) {
 	if name == "" {
 		name = "config"
 	}
+	// A generated catalog is mostly one-line items; lift those out of the
+	// text before YAML sees them (see fastItems), and parse the whole text
+	// again the slow way if the shortcut does not fit the document.
+	if text, runs := fastItems(data); len(runs) > 0 {
+		c, err, ok := parse(text, name, runs)
+		if ok {
+			return c, err
+		}
+	}
+	c, err, _ := parse(data, name, nil)
+	return c, err
+}
+
+// parse is Parse with the item runs fastItems lifted out of data. ok is
+// false when a run did not land in a pool's items list, where the slow
+// path must decide what the lines mean.
+func parse(data []byte, name string, runs map[int]*itemRun) (_ *Config, _ error, ok bool) {
 	src := &source{name: name, lines: map[string]int{}, vals: map[string]string{}, bad: map[string]bool{}}
 	c := defaults()
 	c.src = src
-	p := &parser{src: src}
+	p := &parser{src: src, runs: runs}
 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	switch err := dec.Decode(&doc); {
 	case errors.Is(err, io.EOF): // empty, or only comments
 	case err != nil:
-		return nil, syntaxError(name, err)
+		return nil, syntaxError(name, err), runs == nil
 	default:
 		var extra yaml.Node
 		switch err := dec.Decode(&extra); {
 		case errors.Is(err, io.EOF):
 		case err != nil:
-			return nil, syntaxError(name, err)
+			return nil, syntaxError(name, err), runs == nil
 		default:
 			return nil, errors.Join(&FieldError{File: name, Line: extra.Line,
-				Msg: "a second YAML document (after ---): want exactly one"})
+				Msg: "a second YAML document (after ---): want exactly one"}), runs == nil
 		}
 		if len(doc.Content) == 1 {
 			p.top(c, doc.Content[0])
 		}
 	}
+	if p.used != len(runs) {
+		return nil, nil, false
+	}
+	doc = yaml.Node{} // the tree is garbage from here: let the GC have it
 	if len(c.Pools) == 0 && !src.bad["pools"] {
 		c.Pools = DemoPools()
 	}
 	probs := append(p.probs, c.check()...)
 	if len(probs) == 0 {
-		return c, nil
+		return c, nil, true
 	}
-	return nil, c.join(probs)
+	return nil, c.join(probs), true
 }
 
 // syntaxError turns yaml.v3's "yaml: line N: msg" into "name:N: msg".
@@ -108,9 +129,31 @@ var yamlLineRE = regexp.MustCompile(`(?s)^yaml: line (\d+): (.*)$`)
 // source remembers where each value of a parsed Config came from.
 type source struct {
 	name  string
-	lines map[string]int    // field path → line of its value
+	lines map[string]int    // field path → line of its value (not for items: see items)
 	vals  map[string]string // field path → the value as parsed (fmt.Sprint), to notice later changes
 	bad   map[string]bool   // field paths whose parse error is already reported
+	// items holds the lines of each pool's items, indexed like
+	// Pools[i].Items[j]: 16 bytes an item instead of four path strings in
+	// lines, which for a catalog of a million items cost more than the
+	// catalog. Item values are not kept in vals: no flag overrides them.
+	items [][]itemLines
+}
+
+// itemLines are the lines of an item and of its id, quantity and weight
+// (0 when the file does not set the field).
+type itemLines [4]int32
+
+// itemField maps a key of an item to its index in itemLines.
+func itemField(key string) int {
+	switch key {
+	case "id":
+		return 1
+	case "quantity":
+		return 2
+	case "weight":
+		return 3
+	}
+	return 0
 }
 
 // problem is a FieldError before its message gets the pool and item label.
@@ -124,6 +167,9 @@ type problem struct {
 type parser struct {
 	src   *source
 	probs []problem
+	runs  map[int]*itemRun // item runs lifted out of the text, by the line of their placeholder
+	used  int              // runs found in a pool's items list
+	item  *itemLines       // the item being parsed: its fields' lines go here, not in src.lines
 }
 
 func (p *parser) fail(path string, n *yaml.Node, format string, args ...any) {
@@ -171,7 +217,11 @@ func (p *parser) mapping(n *yaml.Node, path string, fields []field) map[string]b
 			continue
 		}
 		seen[key] = true
-		p.src.lines[fp] = v.Line
+		if p.item != nil {
+			p.item[itemField(key)] = int32(v.Line)
+		} else {
+			p.src.lines[fp] = v.Line
+		}
 		set(v, fp)
 	}
 	return seen
@@ -247,7 +297,7 @@ func (p *parser) str(dst *string) func(*yaml.Node, string) {
 			return
 		}
 		*dst = v.Value
-		p.src.vals[path] = v.Value
+		p.setVal(path, v.Value)
 	}
 }
 
@@ -286,7 +336,7 @@ func (p *parser) int64f(dst *int64, lo int64) func(*yaml.Node, string) {
 		}
 		if x, ok := p.integer(v, path, lo, 1<<63-1); ok {
 			*dst = x
-			p.src.vals[path] = fmt.Sprint(x)
+			p.setVal(path, x)
 		}
 	}
 }
@@ -298,7 +348,7 @@ func (p *parser) intf(dst *int) func(*yaml.Node, string) {
 		}
 		if x, ok := p.integer(v, path, -1<<31, 1<<31-1); ok {
 			*dst = int(x)
-			p.src.vals[path] = fmt.Sprint(*dst)
+			p.setVal(path, *dst)
 		}
 	}
 }
@@ -310,7 +360,7 @@ func (p *parser) uintf(dst *uint64) func(*yaml.Node, string) {
 		}
 		if x, ok := p.integer(v, path, 0, 1<<63-1); ok {
 			*dst = uint64(x)
-			p.src.vals[path] = fmt.Sprint(*dst)
+			p.setVal(path, *dst)
 		}
 	}
 }
@@ -331,7 +381,15 @@ func scalar[T any](p *parser, dst *T, what string, parse func(string) (T, error)
 			return
 		}
 		*dst = x
-		p.src.vals[path] = fmt.Sprint(x)
+		p.setVal(path, x)
+	}
+}
+
+// setVal remembers the value parsed at path, to notice a later override.
+// Items' values are not remembered (see source.items).
+func (p *parser) setVal(path string, v any) {
+	if p.item == nil {
+		p.src.vals[path] = fmt.Sprint(v)
 	}
 }
 
@@ -360,6 +418,8 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 		{"durability", p.str(&c.Durability)},
 		{"sync_interval", scalar(p, &c.SyncInterval, `a duration like "10ms"`, ParseDuration)},
 		{"snapshot_every", p.uintf(&c.SnapshotEvery)},
+		{"snapshot_log_percent", p.intf(&c.SnapshotLogPercent)},
+		{"snapshot_min_interval", scalar(p, &c.SnapshotMinInterval, `a duration like "1s"`, ParseDuration)},
 		{"idempotency_window", p.intf(&c.IdempotencyWindow)},
 		{"idempotency_window_bytes", scalar(p, &c.IdempotencyBytes, `a size like "256MiB"`, ParseByteSize)},
 		{"wal", func(v *yaml.Node, path string) {
@@ -430,6 +490,14 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 				{"ready_max_lag", scalar(p, &c.Replication.ReadyMaxLag, `a duration like "10s"`, ParseDuration)},
 			})
 		}},
+		{"metrics", func(v *yaml.Node, path string) {
+			if isNull(v) {
+				return
+			}
+			p.mapping(v, path, []field{
+				{"per_item_max_items", p.intf(&c.Metrics.PerItemMaxItems)},
+			})
+		}},
 		{"pools", func(v *yaml.Node, path string) { c.Pools = p.pools(v, path) }},
 	})
 }
@@ -448,9 +516,10 @@ func (p *parser) pools(v *yaml.Node, path string) []Pool {
 		pp := fmt.Sprintf("%s[%d]", path, i)
 		p.src.lines[pp] = pn.Line
 		pl := &pools[i]
+		p.src.items = append(p.src.items, nil)
 		seen := p.mapping(pn, pp, []field{
 			{"name", p.str(&pl.Name)},
-			{"items", func(v *yaml.Node, path string) { pl.Items = p.items(v, path) }},
+			{"items", func(v *yaml.Node, path string) { pl.Items, p.src.items[i] = p.items(v, path) }},
 		})
 		if pn.Kind == yaml.MappingNode && !seen["name"] {
 			p.fail(pp+".name", pn, "name is missing")
@@ -459,20 +528,51 @@ func (p *parser) pools(v *yaml.Node, path string) []Pool {
 	return pools
 }
 
-func (p *parser) items(v *yaml.Node, path string) []Item {
+func (p *parser) items(v *yaml.Node, path string) ([]Item, []itemLines) {
 	if isNull(v) {
-		return nil
+		return nil, nil
 	}
 	if v.Kind != yaml.SequenceNode {
 		p.fail(path, v, "items: want a list of items (- {id: ..., quantity: ..., weight: ...}), got %s", kindName(v))
-		return nil
+		return nil, nil
 	}
-	items := make([]Item, len(v.Content))
-	for j, in := range v.Content {
+	if len(v.Content) == 1 {
+		if r := p.run(v.Content[0]); r != nil {
+			// The whole list is one run (a generated catalog): its items
+			// are the list, no copy.
+			p.used++
+			lines := make([]itemLines, len(r.items))
+			for k := range lines {
+				l := int32(r.line + k)
+				lines[k] = itemLines{l, l, l, l}
+			}
+			return r.items, lines
+		}
+	}
+	n := len(v.Content)
+	for _, in := range v.Content {
+		if r := p.run(in); r != nil {
+			n += len(r.items) - 1
+		}
+	}
+	items := make([]Item, 0, n)
+	lines := make([]itemLines, 0, n)
+	for _, in := range v.Content {
+		if r := p.run(in); r != nil {
+			p.used++
+			for k, it := range r.items {
+				l := int32(r.line + k)
+				items = append(items, it)
+				lines = append(lines, itemLines{l, l, l, l})
+			}
+			continue
+		}
 		in = deref(in)
-		ip := fmt.Sprintf("%s[%d]", path, j)
-		p.src.lines[ip] = in.Line
-		it := &items[j]
+		j := len(items)
+		ip := path + "[" + strconv.Itoa(j) + "]"
+		items = append(items, Item{})
+		lines = append(lines, itemLines{int32(in.Line)})
+		it, il := &items[j], &lines[j]
 		required := func(set func(*yaml.Node, string)) func(*yaml.Node, string) {
 			return func(v *yaml.Node, path string) {
 				if isNull(v) {
@@ -482,11 +582,13 @@ func (p *parser) items(v *yaml.Node, path string) []Item {
 				set(v, path)
 			}
 		}
+		p.item = il
 		seen := p.mapping(in, ip, []field{
 			{"id", required(p.str(&it.ID))},
 			{"quantity", required(p.int64f(&it.Quantity, -1<<63))},
 			{"weight", required(scalar(p, &it.Weight, "a number like 10 or 0.5", ParseWeight))},
 		})
+		p.item = nil
 		if in.Kind != yaml.MappingNode {
 			continue
 		}
@@ -500,7 +602,7 @@ func (p *parser) items(v *yaml.Node, path string) []Item {
 			}
 		}
 	}
-	return items
+	return items, lines
 }
 
 func joinPath(path, key string) string {

@@ -57,8 +57,16 @@ func (c *Config) check() []problem {
 	if c.SyncInterval <= 0 {
 		bad("sync_interval", c.SyncInterval, "sync_interval %q: must be greater than zero", c.SyncInterval)
 	}
-	if c.SnapshotEvery == 0 {
-		bad("snapshot_every", c.SnapshotEvery, "snapshot_every 0: must be at least 1")
+	if _, set := c.src.val("snapshot_every"); set && c.SnapshotEvery == 0 {
+		// 0 is the default (unset: snapshots follow snapshot_log_percent),
+		// but written in a file it reads like "never": say so.
+		bad("snapshot_every", c.SnapshotEvery, "snapshot_every 0: must be at least 1 (leave it out to snapshot by log size)")
+	}
+	if c.SnapshotLogPercent < 1 {
+		bad("snapshot_log_percent", c.SnapshotLogPercent, "snapshot_log_percent %d: must be at least 1", c.SnapshotLogPercent)
+	}
+	if c.SnapshotMinInterval < 0 {
+		bad("snapshot_min_interval", c.SnapshotMinInterval, "snapshot_min_interval %q: must not be negative", c.SnapshotMinInterval)
 	}
 	if c.IdempotencyWindow < 1 {
 		bad("idempotency_window", c.IdempotencyWindow, "idempotency_window %d: must be at least 1", c.IdempotencyWindow)
@@ -152,6 +160,9 @@ func (c *Config) check() []problem {
 		}
 	}
 
+	if n := c.Metrics.PerItemMaxItems; n < 0 {
+		bad("metrics.per_item_max_items", n, "metrics.per_item_max_items %d: must not be negative", n)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", c.ShutdownTimeout, "shutdown_timeout %q: must be greater than zero", c.ShutdownTimeout)
 	}
@@ -176,22 +187,24 @@ func (c *Config) check() []problem {
 		if len(p.Items) > pool.MaxItems {
 			bad(pp+".items", nil, "items: %d, more than the limit %d", len(p.Items), pool.MaxItems)
 		}
-		firstItem := map[string]int{}
+		firstItem := make(map[string]int, len(p.Items))
+		// The path of an item is built only for a problem: a catalog can
+		// hold a million items.
+		ip := func(j int, field string) string { return pp + ".items[" + strconv.Itoa(j) + "]." + field }
 		for j, it := range p.Items {
-			ip := fmt.Sprintf("%s.items[%d]", pp, j)
 			// Check each field alone, so each problem points at its line.
 			if err := pool.ValidateItem(pool.Item{ID: it.ID, Weight: 1}); err != nil {
-				bad(ip+".id", it.ID, "%s", itemMsg(err))
+				bad(ip(j, "id"), it.ID, "%s", itemMsg(err))
 			} else if k, dup := firstItem[it.ID]; dup {
-				bad(ip+".id", it.ID, "duplicate item id %q (%s)", it.ID, c.first(fmt.Sprintf("%s.items[%d]", pp, k), "id"))
+				bad(ip(j, "id"), it.ID, "duplicate item id %q (%s)", it.ID, c.first(fmt.Sprintf("%s.items[%d]", pp, k), "id"))
 			} else {
 				firstItem[it.ID] = j
 			}
 			if err := pool.ValidateItem(pool.Item{ID: "x", Quantity: it.Quantity, Weight: 1}); err != nil {
-				bad(ip+".quantity", it.Quantity, "%s", itemMsg(err))
+				bad(ip(j, "quantity"), it.Quantity, "%s", itemMsg(err))
 			}
 			if err := pool.ValidateItem(pool.Item{ID: "x", Weight: uint64(it.Weight)}); err != nil {
-				bad(ip+".weight", it.Weight, "%s", itemMsg(err))
+				bad(ip(j, "weight"), it.Weight, "%s", itemMsg(err))
 			}
 		}
 	}
@@ -213,6 +226,15 @@ func (s *source) isBad(path string) bool {
 			return false
 		}
 	}
+}
+
+// val returns the value the file gave path, if it set one.
+func (s *source) val(path string) (string, bool) {
+	if s == nil {
+		return "", false
+	}
+	v, ok := s.vals[path]
+	return v, ok
 }
 
 // first describes where the first of two duplicates is.
@@ -247,6 +269,19 @@ func (c *Config) lineOf(path string, cur any) int {
 	}
 	if v, ok := c.src.vals[path]; ok && cur != nil && v != fmt.Sprint(cur) {
 		return 0
+	}
+	if m := poolPathRE.FindStringSubmatch(path); m != nil && m[2] != "" {
+		pi, _ := strconv.Atoi(m[1])
+		ii, _ := strconv.Atoi(m[2])
+		if pi < len(c.src.items) && ii < len(c.src.items[pi]) {
+			il := c.src.items[pi][ii]
+			if l := il[itemField(m[3])]; l > 0 && m[3] != "" {
+				return int(l)
+			}
+			if il[0] > 0 {
+				return int(il[0])
+			}
+		}
 	}
 	for p := path; p != ""; p = parent(p) {
 		if l, ok := c.src.lines[p]; ok {

@@ -5,6 +5,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,14 @@ type metrics struct {
 	drawCounter *children[prometheus.Counter]  // pool, item, result
 	latency     *children[prometheus.Observer] // pool, transport
 	request     *children[prometheus.Counter]  // transport, code
+
+	// perItemMax is the largest catalog that gets a series per item
+	// (metrics.per_item_max_items); a bigger pool's draws are counted with
+	// item="" and its remaining quantities are not exported: a million
+	// series would cost the server and the Prometheus more than the pool.
+	perItemMax int
+	pools      func() *pools // set by New
+	sizes      sync.Map      // pool name → *catalogSize
 }
 
 // children caches the children of one metric vector by label values (up
@@ -57,12 +66,13 @@ func (c *children[V]) get(labels [3]string) V {
 	return v
 }
 
-func newMetrics(version string) *metrics {
+func newMetrics(version string, perItemMax int) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg:        prometheus.NewRegistry(),
+		perItemMax: perItemMax,
 		draws: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rewardpool_draws_total",
-			Help: "Draws answered, by pool, item and result: ok and pool_empty were drawn; replayed are remembered answers to a repeated idempotency key (nothing drawn).",
+			Help: "Draws answered, by pool, item and result: ok and pool_empty were drawn; replayed are remembered answers to a repeated idempotency key (nothing drawn); item is empty for pools of more than metrics.per_item_max_items items.",
 		}, []string{"pool", "item", "result"}),
 		drawLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rewardpool_draw_duration_seconds",
@@ -107,10 +117,49 @@ func (m *metrics) countRequest(transport string, code codes.Code) {
 	m.request.get([3]string{transport, code.String()}).Inc()
 }
 
+// catalogSize is a pool's catalog size as metrics last saw it.
+type catalogSize struct {
+	once sync.Once // the first look, when a pool is drawn from before any scrape
+	n    atomic.Int64
+}
+
+func (m *metrics) size(pool string) *catalogSize {
+	if v, ok := m.sizes.Load(pool); ok {
+		return v.(*catalogSize)
+	}
+	v, _ := m.sizes.LoadOrStore(pool, &catalogSize{})
+	return v.(*catalogSize)
+}
+
+// perItem reports whether pool's catalog is small enough for per-item
+// series. The size is refreshed at each scrape; a pool drawn from before
+// the first scrape is asked once (one State copy, however many requests
+// arrive meanwhile: they wait for it).
+func (m *metrics) perItem(pool string) bool {
+	cs := m.size(pool)
+	cs.once.Do(func() {
+		if m.pools == nil {
+			return
+		}
+		if p := m.pools(); p != nil && p.entries[pool] != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if st, err := p.engine(pool).State(ctx); err == nil {
+				cs.n.Store(int64(len(st.Items)))
+			}
+		}
+	})
+	return cs.n.Load() <= int64(m.perItemMax)
+}
+
 // countDraws counts the results of one answered request.
 func (m *metrics) countDraws(pool string, res []rewardpool.DrawResult) {
+	perItem := m.perItem(pool)
 	for _, r := range res {
 		key := [3]string{pool, r.ItemID, "ok"}
+		if !perItem {
+			key[1] = ""
+		}
 		switch {
 		case r.Replayed:
 			key[2] = "replayed"
@@ -150,17 +199,19 @@ func (o *observer) Snapshot(seq uint64, took time.Duration, err error) {
 // remaining quantity per item, last request id, seq, WAL bytes, fsyncs.
 type poolCollector struct {
 	pools func() *pools
+	m     *metrics
 
 	remaining, lastID, seq, walBytes, syncs, snapshots, records *prometheus.Desc
 }
 
-func newPoolCollector(p func() *pools) *poolCollector {
+func newPoolCollector(p func() *pools, m *metrics) *poolCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &poolCollector{
+		m:         m,
 		pools:     p,
-		remaining: d("rewardpool_item_remaining", "Remaining quantity per item (-1 = unlimited).", "pool", "item"),
+		remaining: d("rewardpool_item_remaining", "Remaining quantity per item (-1 = unlimited); only for pools of at most metrics.per_item_max_items items.", "pool", "item"),
 		lastID:    d("rewardpool_last_request_id", "Last request id handed out.", "pool"),
 		seq:       d("rewardpool_wal_seq", "Sequence number of the last log record.", "pool"),
 		walBytes:  d("rewardpool_wal_bytes_total", "Record bytes appended to the write-ahead log since start.", "pool"),
@@ -196,6 +247,12 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.lastID, prometheus.GaugeValue, float64(st.LastRequestID), name)
 		ch <- prometheus.MustNewConstMetric(c.seq, prometheus.GaugeValue, float64(st.Seq), name)
+		cs := c.m.size(name)
+		cs.once.Do(func() {})
+		cs.n.Store(int64(len(st.Items)))
+		if len(st.Items) > c.m.perItemMax {
+			continue
+		}
 		for _, it := range st.Items {
 			ch <- prometheus.MustNewConstMetric(c.remaining, prometheus.GaugeValue, float64(it.Quantity), name, it.ID)
 		}

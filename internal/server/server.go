@@ -88,11 +88,12 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		log:     log,
 		version: version,
 		auth:    newAuthorizer(cfg.AdminToken, cfg.ClientToken, cfg.Replication.Token),
-		metrics: newMetrics(version),
+		metrics: newMetrics(version, cfg.Metrics.PerItemMaxItems),
 		health:  health.NewServer(),
 		nodeID:  newNodeID(),
 	}
-	s.metrics.reg.MustRegister(newPoolCollector(s.pools.Load))
+	s.metrics.pools = s.pools.Load
+	s.metrics.reg.MustRegister(newPoolCollector(s.pools.Load, s.metrics))
 	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rewardpool_connections_open",
 		Help: "Client connections open (HTTP, gRPC, replication); at most connections.max.",
@@ -326,7 +327,10 @@ func (s *Server) warnIfConfigDiffers(name string, e *rewardpool.Engine, items []
 	if err != nil {
 		return
 	}
-	cur := map[string]rewardpool.Item{}
+	if sameCatalog(st.Items, items) {
+		return
+	}
+	cur := make(map[string]rewardpool.Item, len(st.Items))
 	for _, it := range st.Items {
 		cur[it.ID] = it
 	}
@@ -349,6 +353,21 @@ func (s *Server) warnIfConfigDiffers(name string, e *rewardpool.Engine, items []
 		s.log.Warn("rewardpool: config and stored state differ; the stored state is used, change it through the admin API",
 			"pool", name, "differences", strings.Join(diffs, "; "))
 	}
+}
+
+// sameCatalog reports whether state and config list the same ids in the
+// same order with the same weights: the usual case, checked without
+// building an index of a catalog that may hold a million items.
+func sameCatalog(state, config []rewardpool.Item) bool {
+	if len(state) != len(config) {
+		return false
+	}
+	for i := range state {
+		if state[i].ID != config[i].ID || state[i].Weight != config[i].Weight {
+			return false
+		}
+	}
+	return true
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (until ctx

@@ -73,7 +73,7 @@ type DrawRequest struct {
 	// Number of draws to perform, all from the same pool, in one atomic,
 	// durable batch. 0 (or absent) means 1, over HTTP/JSON too ("count": 0 is
 	// one draw; a negative count is INVALID_ARGUMENT). Above the server's
-	// maximum (default 1000): INVALID_ARGUMENT "count".
+	// maximum (default 10000): INVALID_ARGUMENT "count".
 	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	// Optional idempotency key: at most 256 bytes of valid UTF-8 (longer, or
 	// not UTF-8: INVALID_ARGUMENT "idempotency_key"), compared byte for byte

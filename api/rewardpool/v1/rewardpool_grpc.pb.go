@@ -88,7 +88,7 @@ type RewardPoolClient interface {
 	// A draw that finds the pool empty still takes a request id and is logged;
 	// it comes back with error "POOL_EMPTY" (the call itself succeeds).
 	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT "count" (above the
-	// server's maximum, default 1000) or "idempotency_key" (over 256 bytes,
+	// server's maximum, default 10000) or "idempotency_key" (over 256 bytes,
 	// or not valid UTF-8);
 	// FAILED_PRECONDITION with ErrorInfo reason "IDEMPOTENCY_KEY_MISMATCH"
 	// (HTTP 422, JSON code "IDEMPOTENCY_KEY_MISMATCH") when the key was
@@ -258,7 +258,7 @@ type RewardPoolServer interface {
 	// A draw that finds the pool empty still takes a request id and is logged;
 	// it comes back with error "POOL_EMPTY" (the call itself succeeds).
 	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT "count" (above the
-	// server's maximum, default 1000) or "idempotency_key" (over 256 bytes,
+	// server's maximum, default 10000) or "idempotency_key" (over 256 bytes,
 	// or not valid UTF-8);
 	// FAILED_PRECONDITION with ErrorInfo reason "IDEMPOTENCY_KEY_MISMATCH"
 	// (HTTP 422, JSON code "IDEMPOTENCY_KEY_MISMATCH") when the key was
