@@ -22,7 +22,11 @@
 //   - No over-issue: for every limited item, initial quantity + restocks −
 //     successful draws = remaining quantity, across any crash and restart.
 //   - Request ids are unique and strictly increasing for the life of the
-//     data directory; a draw that finds the pool empty takes one too.
+//     data directory, across crashes, power loss, RepairLog and ReseedLog;
+//     a draw that finds the pool empty takes one too.
+//   - A used directory is never new again: one whose snapshot and log
+//     cannot prove its state fails Open with ErrUnprovable rather than be
+//     seeded from Options.Items a second time.
 //   - Deterministic replay: the log records outcomes, not random choices, so
 //     recovery rebuilds exactly the state that was acknowledged.
 //   - Bad input gets an error naming what is wrong and changes nothing.
@@ -42,12 +46,17 @@
 // Snapshots are taken once the log written since the last one reaches
 // Options.SnapshotLogPercent of its size (at most every
 // Options.SnapshotMinInterval; or every Options.SnapshotEvery records when
-// set) and at Close, on another goroutine, from a copy of the state. Open loads the newest valid
-// snapshot and replays the log after it. Log segments covered by the two
+// set) and at Close, on another goroutine, from a copy of the state. Open
+// loads the newest valid snapshot and replays the log after it. Log segments covered by the two
 // newest snapshots are deleted unless Options.KeepSegments keeps them.
 //
 // A data directory holds:
 //
+//	IDENTITY      created first, durably: the directory was used; the
+//	              ceilings of every seq and request id handed out (raised
+//	              durably before a record passes them), the floors that
+//	              repair and reseed set, and two flags (a durable batch was
+//	              written; a run answering before its fsync is open)
 //	LOCK          flock held by the open engine
 //	wal/          log segments, 20-digit first seq + ".wal" (see package wal)
 //	snapshots/    20-digit seq + ".snap" (see package snapshot)
