@@ -379,8 +379,10 @@ func (s *Server) checkCycle(ctx context.Context, pool string) error {
 // (replica.HistoryKey): the requester compares it with its own log and
 // cuts its tail only if our history is a newer epoch that parted from its
 // log at a known seq (replica.Judge). Where our record at from-1 is no
-// longer on disk, the check falls back to the epochs: a requester in a
-// newer epoch than ours is not ours to feed.
+// longer on disk, the check falls back to the epochs: only a requester in
+// our epoch or an older generation is ours to feed (from our snapshot); one
+// in a newer epoch, or another epoch of our generation (a split brain), is
+// not.
 func checkContinuity(ss grpc.ServerStream, node *poolNode, pool string, from, lastEpoch uint64) error {
 	if from <= 1 || lastEpoch == 0 {
 		return nil
@@ -392,7 +394,13 @@ func checkContinuity(ss grpc.ServerStream, node *poolNode, pool string, from, la
 			if prev == last && lastEpoch == e.Epoch() {
 				return nil
 			}
-			if lastEpoch <= e.Epoch() {
+			// Only an older generation (or, before unique epochs, a
+			// smaller counter) can be history ours replaced: two epochs
+			// of one generation are the two sides of a split brain,
+			// ordered as numbers by their random tags alone, and a
+			// snapshot would silently replace the requester's side.
+			if g := rewardpool.EpochGeneration(lastEpoch); lastEpoch == e.Epoch() ||
+				(lastEpoch < e.Epoch() && (g == 0 || g < rewardpool.EpochGeneration(e.Epoch()))) {
 				return nil // the stream asks for a snapshot (a gap)
 			}
 		} else {
