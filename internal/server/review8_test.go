@@ -105,3 +105,21 @@ func TestCascadedReplicaUnreadyWhenItsUpstreamLosesThePrimary(t *testing.T) {
 	pollFor(t, func() bool { return !ready(r1) }, body(r1))
 	pollFor(t, func() bool { return !ready(r2) }, body(r2))
 }
+
+// Review of issue 8: promote's "primary still serving" guard asks only the
+// node's own upstream. In a cascade P <- R1 <- R2, once R1 is down R2's
+// upstream is unreachable, so promoting R2 succeeds without --force while
+// P still serves draws: two primaries handing out the same request ids.
+func TestPromoteRefusedWhileTheCascadeRootServes(t *testing.T) {
+	t.Skip("known issue: promote of a cascaded replica checks only its direct upstream, not the primary at the root")
+	adm := func(c *config.Config) { c.AdminToken = "adm" }
+	p := startNode(t, "", "", adm)
+	r1 := startNode(t, "", p.srv.Addr().String(), adm)
+	r2 := startNode(t, "", r1.srv.Addr().String(), adm)
+	drawLoad(t, p, "prizes", 1, 5, 1)
+	waitSame(t, "prizes", p, r1, r2)
+	stopNode(t, r1)
+	if code, body := r2.do("POST", "/v1/promote", "adm", ""); code == http.StatusOK {
+		t.Fatalf("promoted a cascaded replica while the primary at the root still serves: %s", body)
+	}
+}
