@@ -114,6 +114,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Server {
 		// settings, and keeps a connection without calls forever.
 		grpc.ConnectionTimeout(time.Duration(cfg.Connections.HandshakeTimeout)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: time.Duration(cfg.Connections.IdleTimeout)}),
+		grpc.InTapHandle(unaryDeadline(time.Duration(cfg.Connections.BodyTimeout))),
 	)
 	rpv1.RegisterRewardPoolServer(s.grpc, &grpcService{s: s})
 	rpv1.RegisterReplicationServer(s.grpc, &replicationService{s: s})
