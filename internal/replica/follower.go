@@ -149,6 +149,10 @@ type Follower struct {
 	// unansweredSince is when (unix ns) the first health probe that the
 	// primary has not answered was sent; 0 while it answers.
 	unansweredSince atomic.Int64
+	// upstreamNotReady is set while the upstream answers its source health
+	// service (SourceHealthService) with NOT_SERVING: a replica above us in a
+	// cascade that lost its own primary.
+	upstreamNotReady atomic.Bool
 }
 
 // New dials (lazily) the primary. Nothing is followed until Start.
@@ -286,8 +290,17 @@ func (f *Follower) probe() {
 		}
 		sent := time.Now()
 		ctx, cancel := context.WithTimeout(f.ctx, f.cfg.ProbeTimeout)
-		_, err := f.PrimaryServing(ctx) // any answer, SERVING or not, is an answer
+		resp, err := healthpb.NewHealthClient(f.conn).Check(f.outgoing(ctx),
+			&healthpb.HealthCheckRequest{Service: SourceHealthService})
 		cancel()
+		switch {
+		case status.Code(err) == codes.NotFound:
+			// An upstream too old to say whether it is ready: it answered.
+			err = nil
+			f.upstreamNotReady.Store(false)
+		case err == nil: // any answer, SERVING or not, is an answer
+			f.upstreamNotReady.Store(resp.GetStatus() != healthpb.HealthCheckResponse_SERVING)
+		}
 		if err == nil {
 			f.unansweredSince.Store(0)
 		} else if f.ctx.Err() == nil {
@@ -295,6 +308,14 @@ func (f *Follower) probe() {
 		}
 	}
 }
+
+// SourceHealthService is the gRPC health service name a node answers
+// SERVING under only while it is ready: what its replicas ask.
+const SourceHealthService = "rewardpool.v1.Replication"
+
+// UpstreamReady reports whether the upstream, at its last answer, said it
+// was ready to be followed.
+func (f *Follower) UpstreamReady() bool { return !f.upstreamNotReady.Load() }
 
 // Unanswered is how long the primary has not answered the follower's
 // health probes (0 while it answers).

@@ -69,6 +69,9 @@ func (s *Server) notReady() []string {
 	}
 	maxRecs, maxLag := s.cfg.Replication.ReadyMaxLagRecords, time.Duration(s.cfg.Replication.ReadyMaxLag)
 	unanswered := f.Unanswered()
+	if !f.UpstreamReady() {
+		reasons = append(reasons, fmt.Sprintf("upstream %s is not ready itself (a replica that lost its primary, is behind, or a failing node)", f.Primary()))
+	}
 	for _, st := range f.Status() {
 		switch {
 		case st.Diverged:
@@ -149,6 +152,15 @@ type healthGate struct {
 }
 
 func (g healthGate) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	if req.GetService() == replica.SourceHealthService {
+		// Asked by the replicas that follow this node: SERVING only while
+		// this node is ready (/readyz), so a cascade turns unready from
+		// the top when a node above it loses its own primary.
+		if len(g.s.notReady()) > 0 {
+			return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING}, nil
+		}
+		return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+	}
 	resp, err := g.Server.Check(ctx, req)
 	if err == nil && req.GetService() == "" && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING &&
 		(len(g.s.logFailures()) > 0 || g.s.fence.Load() != nil) {

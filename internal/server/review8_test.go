@@ -89,7 +89,6 @@ func TestSplitBrainFollowerIsNotBootstrappedOverByTheOtherSide(t *testing.T) {
 // R1 answers its health probes, so R2 stays ready while it falls behind
 // the writes (now going to whichever node is promoted) without bound.
 func TestCascadedReplicaUnreadyWhenItsUpstreamLosesThePrimary(t *testing.T) {
-	t.Skip("known issue: a cascaded replica stays ready while its upstream replica has lost the primary")
 	bound := func(c *config.Config) { c.Replication.ReadyMaxLag = config.Duration(300 * time.Millisecond) }
 	p := startNode(t, "", "", bound)
 	r1 := startNode(t, "", p.srv.Addr().String(), bound)
