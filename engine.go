@@ -189,10 +189,10 @@ func (e *Engine) recover() error {
 	if err != nil {
 		return err
 	}
-	for _, d := range []string{walDir, snapDir} {
-		if err := fsys.MkdirAll(e.fs, filepath.Join(e.dir, d), 0o755); err != nil {
-			return fmt.Errorf("rewardpool: create %s: %w", filepath.Join(e.dir, d), err)
-		}
+	// The log directory is made durable by wal.Open; the snapshot one here
+	// (each MkdirAll fsyncs the whole path, so once is enough).
+	if err := fsys.MkdirAll(e.fs, filepath.Join(e.dir, snapDir), 0o755); err != nil {
+		return fmt.Errorf("rewardpool: create %s: %w", filepath.Join(e.dir, snapDir), err)
 	}
 	snaps := snapshot.In(e.fs, filepath.Join(e.dir, snapDir))
 	st, info, err := snaps.LoadNewest(e.log)
