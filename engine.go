@@ -416,7 +416,9 @@ func (e *Engine) settleIdentity(legacy bool) error {
 		var err error
 		w.ident, err = createIdentity(e.fs, e.dir, identity{Written: true,
 			SeqCeiling: w.seq + ceilingStep, IDCeiling: w.reqID + ceilingStep})
-		return err
+		if err != nil {
+			return err
+		}
 	}
 	if w.ident.Reseed && (w.seq > 0 || w.wal.LastSeq() > 0) {
 		w.ident.Reseed = false

@@ -570,3 +570,43 @@ func TestBootstrappedReplicaIsNeverSeededAgain(t *testing.T) {
 	e.Close()
 	t.Fatalf("a bootstrapped replica's directory whose snapshot is damaged was seeded again: %+v", st)
 }
+
+// The same for a directory written before identities existed: the run that
+// gives it its IDENTITY must also record that it answers before the fsync,
+// or a power cut in that first run lets its acknowledged ids be reused.
+func TestLegacyIntervalPowerCutNeverReusesAcknowledgedIDs(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		fs := sim.New(seed)
+		o := reviewOptions(fs)
+		e := mustOpen(t, reviewDir, o)
+		mustDraw(t, e, DrawRequest{Count: 3})
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// As written by a version without IDENTITY.
+		if err := fs.Remove(reviewDir + "/" + identityFile); err != nil {
+			t.Fatal(err)
+		}
+		fs.SyncDir(reviewDir)
+		o.Durability, o.SyncInterval = DurabilityInterval, time.Hour
+		e = mustOpen(t, reviewDir, o)
+		var maxID uint64
+		for range 50 {
+			for _, r := range mustDraw(t, e, DrawRequest{Count: 3}) {
+				maxID = max(maxID, r.RequestID)
+			}
+		}
+		fs = fs.PowerCut()
+		abandon(t, e)
+		o.fs = fs
+		e, err := Open(reviewDir, o)
+		if err != nil {
+			t.Fatalf("seed %d: open after the cut: %v", seed, err)
+		}
+		next := mustDraw(t, e, DrawRequest{})[0].RequestID
+		e.Close()
+		if next <= maxID {
+			t.Fatalf("seed %d: request id %d handed out again (ids up to %d were acknowledged)", seed, next, maxID)
+		}
+	}
+}
