@@ -118,35 +118,14 @@ func TestReplicaReadyzLagBound(t *testing.T) {
 
 func testReplicaLagBound(t *testing.T, configure func(*config.Config), draws int, want string) {
 	primary := startNode(t, "", "", nil)
-	var stall sync.Mutex // held: the replica's log writes wait
-	var stalled atomic.Bool
-	r := startNodeHook(t, "", primary.srv.Addr().String(), configure, func(pool string, o *rpool.Options) {
-		if pool != "prizes" {
-			return
-		}
-		failpoint.OnWrite(o, func(p []byte) (int, error) {
-			if stalled.Load() {
-				stall.Lock()
-				stall.Unlock() //nolint:staticcheck // waits for the test to release the log
-			}
-			return len(p), nil
-		})
-	})
+	ls := &logStall{}
+	r := startNodeHook(t, "", primary.srv.Addr().String(), configure, ls.hook)
 	drawLoad(t, primary, "prizes", 1, 5, 1)
 	waitSame(t, "prizes", primary, r)
 	pollFor(t, func() bool { c, _ := r.do("GET", "/readyz", "", ""); return c == 200 },
 		func() string { _, b := r.do("GET", "/readyz", "", ""); return string(b) })
 
-	stall.Lock()
-	stalled.Store(true)
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			stalled.Store(false)
-			stall.Unlock()
-		}
-	}
+	release := ls.stall()
 	defer release()
 	drawLoad(t, primary, "prizes", 1, draws, 1)
 	var body []byte
@@ -174,20 +153,8 @@ type promoteAnswer struct {
 func TestPromoteGuards(t *testing.T) {
 	adm := func(c *config.Config) { c.AdminToken = "adm" }
 	primary := startNode(t, "", "", adm)
-	var stall sync.Mutex
-	var stalled atomic.Bool
-	r := startNodeHook(t, "", primary.srv.Addr().String(), adm, func(pool string, o *rpool.Options) {
-		if pool != "prizes" {
-			return
-		}
-		failpoint.OnWrite(o, func(p []byte) (int, error) {
-			if stalled.Load() {
-				stall.Lock()
-				stall.Unlock() //nolint:staticcheck // waits for the test to release the log
-			}
-			return len(p), nil
-		})
-	})
+	ls := &logStall{}
+	r := startNodeHook(t, "", primary.srv.Addr().String(), adm, ls.hook)
 	drawLoad(t, primary, "prizes", 2, 20, 2)
 	waitSame(t, "prizes", primary, r)
 
@@ -205,16 +172,7 @@ func TestPromoteGuards(t *testing.T) {
 
 	// The replica's log stalls while the primary logs more, then the
 	// primary stops: the replica holds records it has not applied.
-	stall.Lock()
-	stalled.Store(true)
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			stalled.Store(false)
-			stall.Unlock()
-		}
-	}
+	release := ls.stall()
 	defer release()
 	drawLoad(t, primary, "prizes", 1, 10, 1)
 	want := primary.getPool("prizes", "")
@@ -474,4 +432,39 @@ func TestReplicaUnreadyWhenPrimaryStopsAnswering(t *testing.T) {
 	}, func() string { return string(body) })
 	proxy.setFrozen(false)
 	pollFor(t, func() bool { code, body = r.do("GET", "/readyz", "", ""); return code == 200 }, func() string { return string(body) })
+}
+
+// logStall holds a replica's log writes of pool "prizes" while stalled:
+// the replica then has records it received but has not applied.
+type logStall struct {
+	mu      sync.Mutex
+	stalled atomic.Bool
+}
+
+// hook is an engine hook for startNodeHook.
+func (ls *logStall) hook(pool string, o *rpool.Options) {
+	if pool != "prizes" {
+		return
+	}
+	failpoint.OnWrite(o, func(p []byte) (int, error) {
+		if ls.stalled.Load() {
+			ls.mu.Lock()
+			ls.mu.Unlock() //nolint:staticcheck // waits for the test to release the log
+		}
+		return len(p), nil
+	})
+}
+
+// stall makes log writes wait until the returned release is called (once
+// or more).
+func (ls *logStall) stall() (release func()) {
+	ls.mu.Lock()
+	ls.stalled.Store(true)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ls.stalled.Store(false)
+			ls.mu.Unlock()
+		})
+	}
 }
