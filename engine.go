@@ -123,6 +123,21 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	e.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
 	e.w.idem.maxBytes = opts.IdempotencyBytes // before recovery fills the window
+	if j := opts.Journal; j != nil {
+		if e.opts.JournalName == "" {
+			e.opts.JournalName = filepath.Base(filepath.Clean(dir))
+		}
+		// Batches acknowledged through the journal may be missing from the
+		// pool's own log (it is fsynced lazily): put them back first.
+		n, err := j.Redo(e.opts.JournalName, filepath.Join(dir, walDir), e.opts.walOptions())
+		if err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("rewardpool: %w", err)
+		}
+		if n > 0 {
+			e.log.Info("rewardpool: replayed the journal into the log", "dir", dir, "records", n)
+		}
+	}
 	if err := e.recover(); err != nil {
 		if e.w.wal != nil {
 			e.w.wal.Close()
@@ -139,6 +154,16 @@ func Open(dir string, opts Options) (*Engine, error) {
 	e.lastSeq.Store(e.w.seq)
 	e.durableSeq.Store(e.w.seq)
 	e.epoch.Store(e.w.epoch)
+	if j := e.opts.Journal; j != nil {
+		// The log is durable through w.seq (Open fsynced its tail, Redo
+		// its appends): whatever the journal held for this pool before is
+		// now the log's, and must never be replayed onto it again.
+		if err := j.Attach(e.opts.JournalName, e.w.seq, e.requestCheckpoint); err != nil {
+			e.w.wal.Close()
+			lock.Close()
+			return nil, fmt.Errorf("rewardpool: attach to the journal: %w", err)
+		}
+	}
 	go e.run()
 	return e, nil
 }

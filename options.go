@@ -2,6 +2,7 @@ package rewardpool
 
 import (
 	"fmt"
+	"github.com/rewardpool/rewardpool/journal"
 	"log/slog"
 	"time"
 
@@ -53,6 +54,18 @@ type Options struct {
 	// A directory whose log holds an EPOCH record written by a promotion is
 	// still opened in the role Replica says: the caller decides the role.
 	Replica bool
+
+	// Journal, if set, is the node's commit journal, shared by every pool
+	// on the node: under DurabilityAlways a batch is durable once the
+	// journal has it (one fsync covers every pool committing at that
+	// moment), and the pool's own log is fsynced only for snapshots,
+	// checkpoints and Close. Open replays the pool's part of the journal
+	// into its log first. Once a directory was used with a journal, open it
+	// with the same journal until it closes cleanly. See package journal.
+	Journal *journal.Journal
+	// JournalName names the pool in the journal; default: the base name of
+	// the engine's directory. It must be unique among the journal's pools.
+	JournalName string
 
 	// Items seed the catalog the first time the directory is opened. Once
 	// the directory holds state, Items is ignored: the catalog lives in the

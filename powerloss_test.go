@@ -16,6 +16,7 @@ import (
 
 	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/internal/fsys/sim"
+	"github.com/rewardpool/rewardpool/journal"
 	"github.com/rewardpool/rewardpool/snapshot"
 	"github.com/rewardpool/rewardpool/wal"
 )
@@ -108,6 +109,7 @@ type plRun struct {
 	mu      sync.Mutex              // guards acked, keys, maxID during bursts
 	faultOn bool                    // a fault is installed for this cycle
 	stats   plStats
+	journal bool // commit through a node journal (package journal)
 }
 
 func powerLossRun(seed uint64, cuts int) (plStats, error) {
@@ -142,12 +144,15 @@ func powerLossRun(seed uint64, cuts int) (plStats, error) {
 		// file space a step ahead of the data, and cuts land in between.
 		r.opts.SegmentSize = 256 << 10
 	}
+	r.journal = seed%4 == 1
 	for c := 0; c < cuts; c++ {
 		if err := r.cycle(); err != nil {
 			return r.stats, fmt.Errorf("cycle %d: %w", c, err)
 		}
 	}
-	if seed%3 == 0 {
+	if seed%3 == 0 && !r.journal {
+		// `wal repair` is an offline tool for a pool's own log; with a
+		// journal it runs after the node has replayed the journal once.
 		if err := r.flipPhase(); err != nil {
 			return r.stats, fmt.Errorf("flipped bit: %w", err)
 		}
@@ -256,6 +261,22 @@ func (r *plRun) cycle() error {
 	if plTrace != nil {
 		plTrace("cycle mode %d", mode)
 	}
+	r.opts.Journal = nil
+	if r.journal {
+		j, err := journal.Open("/data/.journal", journal.Options{FS: r.fs, Logger: quietLogger(), SegmentSize: int64(2048 + r.rng.IntN(4)*1024)})
+		if err != nil {
+			if r.dead() {
+				r.stats.cutsInOpen++
+				return r.restart()
+			}
+			if r.faulted() {
+				return r.restartAfterFault()
+			}
+			return fmt.Errorf("open journal: %w", err)
+		}
+		defer j.Close()
+		r.opts.Journal = j
+	}
 	e, err := Open(r.dir, r.opts)
 	if err != nil {
 		if r.dead() {
@@ -326,7 +347,7 @@ func (r *plRun) restart() error {
 	r.fs = r.fs.AfterCrash()
 	r.opts.fs = r.fs
 	r.stats.cuts++
-	if r.rng.IntN(8) == 0 {
+	if r.rng.IntN(8) == 0 && !r.journal {
 		r.stats.repairs++
 		if _, err := repairLog(r.fs, r.dir, quietLogger()); err != nil &&
 			!errors.Is(err, fsErrNotExist) {

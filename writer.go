@@ -1,6 +1,7 @@
 package rewardpool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -111,7 +112,11 @@ func (e *Engine) commit(batch []*call) {
 			err = w.wal.Append(w.recs)
 		}
 		if err == nil && e.opts.Durability == DurabilityAlways {
-			err = e.sync()
+			if e.opts.Journal != nil {
+				err = e.commitJournal()
+			} else {
+				err = e.sync()
+			}
 		}
 		if errors.Is(err, wal.ErrRejected) {
 			// The log refused the batch before writing a byte: undo it and
@@ -426,6 +431,9 @@ func (e *Engine) sync() error {
 		w := &e.w
 		w.unsynced = false
 		e.durableSeq.Store(w.seq)
+		if j := e.opts.Journal; j != nil {
+			j.Checkpoint(e.opts.JournalName, w.seq)
+		}
 		if len(w.pending) > 0 {
 			e.opts.Committed(w.pending)
 			clear(w.pending)
@@ -433,6 +441,48 @@ func (e *Engine) sync() error {
 		}
 	}
 	return err
+}
+
+// commitJournal makes the batch durable through the node's journal, in a
+// round shared with every pool committing at the same time. The pool's own
+// log now holds records it has not fsynced: snapshots, checkpoints and
+// Close fsync it.
+func (e *Engine) commitJournal() error {
+	w := &e.w
+	start := time.Now()
+	err := e.opts.Journal.Commit(e.opts.JournalName, w.recs)
+	took := time.Since(start)
+	e.stats.syncs.Add(1)
+	e.stats.syncNanos.Add(uint64(took))
+	if e.opts.Observer != nil {
+		e.opts.Observer.Sync(took, err)
+	}
+	if took > slowSync {
+		e.log.Warn("rewardpool: slow commit to the journal", "dir", e.dir, "took", took)
+	}
+	if err == nil {
+		err = w.ident.markWritten(e.fs, e.dir)
+	}
+	if err == nil {
+		w.unsynced = true
+	}
+	return err
+}
+
+// requestCheckpoint is the journal asking for the pool's log to be fsynced,
+// so that old journal segments can go.
+func (e *Engine) requestCheckpoint() {
+	e.onWriter(context.Background(), func() {
+		w := &e.w
+		if w.failed != nil {
+			return
+		}
+		if w.unsynced {
+			e.syncNow()
+			return
+		}
+		e.opts.Journal.Checkpoint(e.opts.JournalName, w.seq)
+	})
 }
 
 // syncNow fsyncs what the weaker durability modes left unsynced.
@@ -562,6 +612,10 @@ func (e *Engine) shutdown() error {
 	}
 	if err := w.wal.Close(); err != nil && firstErr == nil && w.failed == nil {
 		firstErr = fmt.Errorf("rewardpool: close log: %w", err)
+	}
+	if j := e.opts.Journal; j != nil && firstErr == nil && w.failed == nil {
+		// The log holds every batch the journal has for the pool.
+		firstErr = j.Detach(e.opts.JournalName, w.seq)
 	}
 	if firstErr == nil && w.failed == nil {
 		// Everything answered is fsynced: the next start need not assume

@@ -92,3 +92,84 @@ func recordOffset(fs fsys.FS, dir string, seg segment, seq uint64) (int64, bool,
 		prevCommit = rec.Commit
 	}
 }
+
+// CutAfter removes every record after seq from the log in dir, which must
+// not be open, keeping no copy: the caller holds those records elsewhere
+// (the node journal) or they were never acknowledged. Unlike Open it reads
+// nothing past seq, so damage there (sectors a power cut lost from a tail
+// that was never fsynced) does not stop it. Segments that start after
+// seq+1 are removed; the one holding seq is cut after it. A log that ends
+// before seq is left as it is.
+func CutAfter(dir string, seq uint64, opts Options) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	opts = opts.withDefaults()
+	fs := opts.FS
+	if ok, err := fsys.Exists(fs, dir); err != nil || !ok {
+		return err
+	}
+	lock, err := lockDir(fs, dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	removeTemps(fs, dir)
+	names, err := listSegments(fs, dir)
+	if err != nil {
+		return err
+	}
+	for i := len(names) - 1; i >= 0; i-- {
+		first, ok := parseSegmentName(names[i])
+		if !ok || first <= seq {
+			break
+		}
+		// Every record of this segment is after seq (its first is seq+1 or
+		// later): remove it, newest first, so a cut mid-way leaves a log
+		// without holes.
+		if err := fsys.Remove(fs, filepath.Join(dir, names[i])); err != nil {
+			return fmt.Errorf("wal: remove segment %s: %w", names[i], err)
+		}
+		names = names[:i]
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	name := names[len(names)-1]
+	seg, err := readSegmentHeader(fs, dir, name)
+	if err != nil {
+		return err
+	}
+	f, err := fs.OpenFile(filepath.Join(dir, name), os.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("wal: open segment %s: %w", name, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	r := newSegReader(f, seg, fi.Size())
+	var rec Record
+	end := int64(-1)
+	for {
+		if _, err := r.read(&rec); err != nil {
+			break
+		}
+		if rec.Seq == seq {
+			end = r.offset()
+			break
+		}
+	}
+	f.Close()
+	if end < 0 {
+		return nil // the log ends before seq (or is damaged before it): Open judges
+	}
+	if end >= fi.Size() {
+		return nil
+	}
+	if err := fsys.TruncateSync(fs, filepath.Join(dir, name), end); err != nil {
+		return fmt.Errorf("wal: cut segment %s at %d: %w", name, end, err)
+	}
+	return nil
+}
