@@ -301,6 +301,13 @@ func (r *plRun) cycle() error {
 	}
 	r.stats.restarts++
 	r.fs.Hold(func() { err = r.check(e) })
+	if err != nil && r.dead() {
+		// A background operation (the journal preparing its next segment)
+		// took the power before the check could read: the next cycle
+		// checks after the restart.
+		e.Close()
+		return r.restart()
+	}
 	if err != nil {
 		e.Close()
 		return err

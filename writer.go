@@ -450,7 +450,15 @@ func (e *Engine) sync() error {
 func (e *Engine) commitJournal() error {
 	w := &e.w
 	start := time.Now()
-	err := e.opts.Journal.Commit(e.opts.JournalName, w.recs)
+	var err error
+	if h := e.opts.walHooks.Sync; h != nil {
+		// The log's fsync failpoint stands for the commit's fsync: the
+		// journal's, here.
+		err = h()
+	}
+	if err == nil {
+		err = e.opts.Journal.Commit(e.opts.JournalName, w.recs)
+	}
 	took := time.Since(start)
 	e.stats.syncs.Add(1)
 	e.stats.syncNanos.Add(uint64(took))

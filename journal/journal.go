@@ -95,13 +95,12 @@ type prepared struct {
 }
 
 type waiter struct {
-	buf      []byte
-	pool     string
-	last     uint64 // last seq of a batch, 0 for marks
-	done     chan struct{}
-	promote  bool // woken to lead the next round
-	finished bool
-	err      error
+	buf     []byte
+	pool    string
+	last    uint64 // last seq of a batch, 0 for marks
+	done    chan struct{}
+	promote bool // woken to lead the next round
+	err     error
 }
 
 // redoState is what recovery found for one pool.
@@ -216,7 +215,7 @@ func (j *Journal) mark(typ byte, pool string, seq uint64) error {
 }
 
 func (j *Journal) put(w *waiter) {
-	w.promote, w.finished, w.err = false, false, nil
+	w.promote, w.err = false, nil
 	if cap(w.buf) > 1<<20 {
 		w.buf = nil // a huge batch's buffer is not worth keeping
 	}
@@ -243,16 +242,16 @@ func (j *Journal) run(w *waiter) error {
 	lead := !j.leading
 	j.leading = true
 	j.mu.Unlock()
-	if lead {
-		j.lead(w)
-	}
-	for !w.finished {
+	if !lead {
+		// Woken once: either the round that carried w is done, or the lead
+		// passed to w (w is then in the queue the next round takes).
 		<-w.done
-		if w.promote {
-			w.promote = false
-			j.lead(w)
+		if !w.promote {
+			return w.err
 		}
+		w.promote = false
 	}
+	j.lead(w)
 	return w.err
 }
 
@@ -303,7 +302,6 @@ func (j *Journal) lead(self *waiter) {
 		if err != nil {
 			w.err = j.failedErr(err)
 		}
-		w.finished = true
 		if w != self {
 			w.done <- struct{}{}
 		}

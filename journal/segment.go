@@ -272,3 +272,19 @@ func (j *Journal) Pending(pool string) bool {
 	defer j.mu.Unlock()
 	return j.redo[pool] != nil
 }
+
+// Segments lists the segment files in dir (none if dir does not exist).
+// A journal that closed with every pool detached leaves none.
+func Segments(dir string) []string {
+	ents, err := fsys.OS.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range ents {
+		if _, ok := parseSegName(e.Name()); ok {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}

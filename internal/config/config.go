@@ -21,9 +21,12 @@ var ErrInvalid = errors.New("invalid configuration")
 
 // Defaults. Each is documented on the Config field it fills.
 const (
-	DefaultListen              = "127.0.0.1:7070"
-	DefaultDataDir             = "./data"
-	DefaultDurability          = "always"
+	DefaultListen     = "127.0.0.1:7070"
+	DefaultDataDir    = "./data"
+	DefaultDurability = "always"
+	// JournalDir is the node journal's directory under data_dir, a name
+	// no pool may take.
+	JournalDir                 = ".journal"
 	DefaultSyncInterval        = Duration(10 * time.Millisecond)
 	DefaultSnapshotLogPercent  = 100
 	DefaultSnapshotMinInterval = Duration(time.Second)
@@ -84,6 +87,11 @@ type Config struct {
 	// answering, fsync at most every sync_interval; a power loss can drop
 	// up to that much) or "none" (tests and benchmarks only).
 	Durability string `yaml:"durability"`
+	// GroupCommit is what one fsync covers under durability "always":
+	// "node" (default) commits every pool's batches through one journal in
+	// <data_dir>/.journal, so N pools drawing at once pay about one fsync,
+	// not N; "pool" has each pool fsync its own log. See package journal.
+	GroupCommit string `yaml:"group_commit"`
 	// SyncInterval bounds the fsync delay under durability "interval"
 	// (ignored otherwise). Default 10ms. Written like "5ms" or "1s".
 	SyncInterval Duration `yaml:"sync_interval"`
@@ -326,6 +334,7 @@ func defaults() *Config {
 		Listen:              DefaultListen,
 		DataDir:             DefaultDataDir,
 		Durability:          DefaultDurability,
+		GroupCommit:         "node",
 		SyncInterval:        DefaultSyncInterval,
 		SnapshotLogPercent:  DefaultSnapshotLogPercent,
 		SnapshotMinInterval: DefaultSnapshotMinInterval,

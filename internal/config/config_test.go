@@ -49,6 +49,7 @@ func TestDefault(t *testing.T) {
 		Listen:              "127.0.0.1:7070",
 		DataDir:             "./data",
 		Durability:          "always",
+		GroupCommit:         "node",
 		SyncInterval:        Duration(10 * time.Millisecond),
 		SnapshotLogPercent:  100,
 		SnapshotMinInterval: Duration(time.Second),
@@ -99,6 +100,7 @@ func TestEmptyInputGetsDefaultsAndDemoPool(t *testing.T) {
 var fullWant = Config{
 	Listen:              "0.0.0.0:9090",
 	DataDir:             "/var/lib/rewardpool",
+	GroupCommit:         "pool",
 	Durability:          "interval",
 	SyncInterval:        Duration(5 * time.Millisecond),
 	SnapshotEvery:       5000,

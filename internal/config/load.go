@@ -416,6 +416,7 @@ func (p *parser) top(c *Config, n *yaml.Node) {
 		{"listen", p.str(&c.Listen)},
 		{"data_dir", p.str(&c.DataDir)},
 		{"durability", p.str(&c.Durability)},
+		{"group_commit", p.str(&c.GroupCommit)},
 		{"sync_interval", scalar(p, &c.SyncInterval, `a duration like "10ms"`, ParseDuration)},
 		{"snapshot_every", p.uintf(&c.SnapshotEvery)},
 		{"snapshot_log_percent", p.intf(&c.SnapshotLogPercent)},

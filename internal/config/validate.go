@@ -54,6 +54,7 @@ func (c *Config) check() []problem {
 		bad("data_dir", c.DataDir, "data_dir: empty (want a directory, like ./data)")
 	}
 	oneOf("durability", c.Durability, "always", "interval", "none")
+	oneOf("group_commit", c.GroupCommit, "node", "pool")
 	if c.SyncInterval <= 0 {
 		bad("sync_interval", c.SyncInterval, "sync_interval %q: must be greater than zero", c.SyncInterval)
 	}
@@ -177,6 +178,8 @@ func (c *Config) check() []problem {
 			bad(pp+".name", p.Name, "name is empty")
 		case !poolNameRE.MatchString(p.Name) || p.Name == "." || p.Name == "..":
 			bad(pp+".name", p.Name, "name %q: want 1 to %d of A-Z a-z 0-9 _ . - (not . or ..): it names the pool's directory", p.Name, maxPoolNameLen)
+		case p.Name == JournalDir:
+			bad(pp+".name", p.Name, "name %q is reserved: the node's commit journal lives in <data_dir>/%s", p.Name, JournalDir)
 		default:
 			if j, dup := firstPool[p.Name]; dup {
 				bad(pp+".name", p.Name, "duplicate pool name %q (%s)", p.Name, c.first(fmt.Sprintf("pools[%d]", j), "name"))

@@ -41,6 +41,11 @@ func (s *Server) openNode(p config.Pool) (*poolNode, error) {
 	dir := filepath.Join(s.cfg.DataDir, p.Name)
 	o := s.cfg.EngineOptions(p)
 	o.Logger = s.log.With("pool", p.Name)
+	if s.journal != nil {
+		// Under durability "always" batches commit through the journal;
+		// under the others it still replays what an earlier run left.
+		o.Journal, o.JournalName = s.journal, p.Name
+	}
 	o.Observer = s.metrics.observer(p.Name)
 	if s.cfg.ReplicaOf != "" {
 		o.Replica = true
@@ -198,6 +203,13 @@ func (h replicaHost) Reinstall(name string, install func(dir string) error) erro
 	}
 	if err := ent.node.Load().close(); err != nil {
 		h.s.log.Warn("rewardpool: close pool before bootstrap", "pool", name, "err", err)
+	}
+	if j := h.s.journal; j != nil {
+		// The directory is about to be replaced: what the journal holds
+		// for the old log must never be replayed onto the new one.
+		if err := j.Forget(name); err != nil {
+			return fmt.Errorf("server: pool %q: %w", name, err)
+		}
 	}
 	ierr := install(filepath.Join(h.s.cfg.DataDir, name))
 	n, err := h.s.openNode(config.Pool{Name: name})

@@ -26,6 +26,7 @@ import (
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
 	"github.com/rewardpool/rewardpool/internal/config"
 	"github.com/rewardpool/rewardpool/internal/replica"
+	"github.com/rewardpool/rewardpool/journal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -43,7 +44,10 @@ type Server struct {
 	metrics *metrics
 
 	pools atomic.Pointer[pools] // nil until recovery has finished
-	ready atomic.Bool
+	// journal is the node's commit journal (group_commit: node), opened by
+	// Recover before any pool and closed after every pool.
+	journal *journal.Journal
+	ready   atomic.Bool
 
 	health *health.Server
 	grpc   *grpc.Server
@@ -210,6 +214,18 @@ func (s *Server) Recover() error {
 		seeded bool // the directory existed: compare config and state
 	}
 	var list []poolCfg
+	if s.cfg.GroupCommit != "pool" {
+		j, err := journal.Open(filepath.Join(s.cfg.DataDir, config.JournalDir), journal.Options{
+			Logger: s.log.With("component", "journal"),
+		})
+		if err != nil {
+			return fmt.Errorf("server: open the node journal: %w", err)
+		}
+		s.journal = j
+	} else if segs := journal.Segments(filepath.Join(s.cfg.DataDir, config.JournalDir)); len(segs) > 0 {
+		return fmt.Errorf("server: group_commit is \"pool\", but the node journal in %s holds %d segment(s) of a run that did not close cleanly: start once with group_commit: node (it replays them into the pools' logs), then switch",
+			filepath.Join(s.cfg.DataDir, config.JournalDir), len(segs))
+	}
 	if s.cfg.ReplicaOf != "" {
 		names, err := s.startReplica()
 		if err != nil {
@@ -437,6 +453,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("close pool %q: %w", name, err))
 			}
+		}
+	}
+	if s.journal != nil {
+		if err := s.journal.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the node journal: %w", err))
 		}
 	}
 	s.log.Info("rewardpool: stopped", "took", time.Since(start))
