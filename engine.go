@@ -316,6 +316,9 @@ func (e *Engine) recover() error {
 func (e *Engine) loadIdentity() (legacy bool, err error) {
 	w := &e.w
 	w.ident, err = loadIdentity(e.fs, e.dir)
+	if err == nil {
+		err = w.ident.checkJournal(e.dir, e.opts.Journal != nil)
+	}
 	if !errors.Is(err, errIdentityMissing) {
 		return false, err
 	}
@@ -456,8 +459,10 @@ func (e *Engine) settleIdentity(legacy bool) error {
 			return err
 		}
 	}
-	// Before this run answers anything before its fsync, say so durably.
-	return w.ident.setUnsynced(e.fs, e.dir, e.opts.Durability != DurabilityAlways && !e.opts.Replica)
+	// Before this run answers anything before its fsync, or through the
+	// journal, say so durably.
+	return w.ident.setRun(e.fs, e.dir, e.opts.Durability != DurabilityAlways && !e.opts.Replica,
+		e.opts.Journal != nil && e.opts.Durability == DurabilityAlways)
 }
 
 // setLogAside moves a log that ends before the snapshot at snapSeq out of

@@ -61,6 +61,10 @@ var (
 	// empty log, say). The engine never seeds such a directory again: the
 	// message says what is missing and how to rebuild it.
 	ErrUnprovable = errors.New("rewardpool: data directory cannot prove its state")
+	// ErrJournalPending is returned by Open without Options.Journal, and by
+	// the offline tools, for a directory whose last run committed through
+	// a node journal and did not close cleanly.
+	ErrJournalPending = errors.New("rewardpool: the node journal may hold this pool's last batches")
 
 	// ErrInvalidItem, ErrDuplicateItem and ErrUnknownItem are returned by
 	// the item admin calls; they are the pool package's errors.

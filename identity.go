@@ -56,6 +56,12 @@ type identity struct {
 	// run ended in a crash that may have lost acknowledged draws: request
 	// ids continue above the ceiling.
 	Unsynced bool
+	// Journaled is set while a run that commits through a node journal
+	// (Options.Journal) has the directory open, and cleared when it closes
+	// cleanly. Found set, the last acknowledged batches may be only in the
+	// journal: only an Open with the journal (which replays them) may use
+	// the directory.
+	Journaled bool
 }
 
 // identity slots: the file holds two copies, each one sector, written in
@@ -75,8 +81,8 @@ var errIdentityMissing = errors.New("no identity file")
 
 func (id *identity) encode() []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\nuid=%s\ncreated=%s\ngen=%d\nwritten=%t\nunsynced=%t\nseq_ceiling=%d\nrequest_id_ceiling=%d\nfloor_seq=%d\nfloor_request_id=%d\nreseed=%t\n",
-		identityMagic, id.UID, id.Created.UTC().Format(time.RFC3339Nano), id.Gen, id.Written, id.Unsynced,
+	fmt.Fprintf(&b, "%s\nuid=%s\ncreated=%s\ngen=%d\nwritten=%t\nunsynced=%t\njournaled=%t\nseq_ceiling=%d\nrequest_id_ceiling=%d\nfloor_seq=%d\nfloor_request_id=%d\nreseed=%t\n",
+		identityMagic, id.UID, id.Created.UTC().Format(time.RFC3339Nano), id.Gen, id.Written, id.Unsynced, id.Journaled,
 		id.SeqCeiling, id.IDCeiling, id.FloorSeq, id.FloorID, id.Reseed)
 	body := b.String()
 	line := fmt.Sprintf("crc=%08x", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
@@ -130,6 +136,8 @@ func decodeIdentity(b []byte) (identity, error) {
 			id.Written, err = strconv.ParseBool(v)
 		case "unsynced":
 			id.Unsynced, err = strconv.ParseBool(v)
+		case "journaled":
+			id.Journaled, err = strconv.ParseBool(v)
 		}
 		if err != nil {
 			return id, fmt.Errorf("field %s: %w", k, err)
@@ -230,18 +238,29 @@ func (id *identity) markWritten(fs fsys.FS, dir string) error {
 	return nil
 }
 
-// setUnsynced records durably whether a run that acknowledges before the
-// fsync has the directory open.
-func (id *identity) setUnsynced(fs fsys.FS, dir string, on bool) error {
-	if id.Unsynced == on {
+// setRun records durably how the run now opening (or closing) answers:
+// before its fsync (unsynced) and through a node journal (journaled).
+func (id *identity) setRun(fs fsys.FS, dir string, unsynced, journaled bool) error {
+	if id.Unsynced == unsynced && id.Journaled == journaled {
 		return nil
 	}
 	next := *id
-	next.Unsynced = on
+	next.Unsynced, next.Journaled = unsynced, journaled
 	if err := storeIdentity(fs, dir, &next); err != nil {
 		return err
 	}
 	*id = next
+	return nil
+}
+
+// checkJournal refuses a directory whose last run committed through a
+// node journal and did not close cleanly, unless the journal is at hand.
+func (id *identity) checkJournal(dir string, haveJournal bool) error {
+	if id.Journaled && !haveJournal {
+		return fmt.Errorf("%w: %s was last run with a node journal and did not close cleanly; "+
+			"its last acknowledged batches may be only there. Open it with the journal (the server "+
+			"does with group_commit: node) once, then close it", ErrJournalPending, dir)
+	}
 	return nil
 }
 

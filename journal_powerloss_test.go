@@ -1,6 +1,7 @@
 package rewardpool
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -138,4 +139,61 @@ func checkAcked(fs *sim.FS, dir string, e *Engine, acked map[uint64]string, maxI
 		return fmt.Errorf("last request id %d is below the acknowledged %d", st.LastRequestID, maxID)
 	}
 	return nil
+}
+
+// A directory whose run committed through a journal and then lost power
+// may hold its last acknowledged draws only in the journal: opening it
+// without the journal, or repairing it offline, is refused until a run
+// with the journal replays them and closes cleanly.
+func TestJournaledDirectoryNeedsItsJournal(t *testing.T) {
+	fs := sim.New(3)
+	opts := func(j *journal.Journal) Options {
+		return Options{Items: []Item{{ID: "gem", Quantity: 50, Weight: WeightUnit}}, Logger: quietLogger(), Journal: j, fs: fs}
+	}
+	j, err := journal.Open("/data/.journal", journal.Options{FS: fs, Logger: quietLogger(), SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open("/data/p", opts(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Draw(ctx, DrawRequest{Count: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs = fs.PowerCut()
+
+	if _, err := Open("/data/p", opts(nil)); !errors.Is(err, ErrJournalPending) {
+		t.Fatalf("open without the journal after a power cut: %v, want ErrJournalPending", err)
+	}
+	if _, err := repairLog(fs, "/data/p", quietLogger()); err != nil && !errors.Is(err, ErrJournalPending) {
+		t.Fatalf("repair: %v", err)
+	}
+	j, err = journal.Open("/data/.journal", journal.Options{FS: fs, Logger: quietLogger(), SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err = Open("/data/p", opts(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastRequestID < res[2].RequestID || quantities(st)["gem"] != 47 {
+		t.Fatalf("after the journal replayed: last id %d, gem %d; want >= %d and 47", st.LastRequestID, quantities(st)["gem"], res[2].RequestID)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, err = Open("/data/p", opts(nil))
+	if err != nil {
+		t.Fatalf("open without the journal after a clean close: %v", err)
+	}
+	e.Close()
 }

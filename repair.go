@@ -78,6 +78,8 @@ func repairLog(fs fsys.FS, dir string, logger *slog.Logger) (RepairReport, error
 	ident, err := loadIdentity(fs, dir)
 	if errors.Is(err, errIdentityMissing) {
 		ident, err = legacyIdentity(fs, dir, plan)
+	} else if err == nil {
+		err = ident.checkJournal(dir, false)
 	}
 	if err != nil {
 		return rep, err
@@ -240,6 +242,9 @@ func reseedLog(fs fsys.FS, dir string, logger *slog.Logger) (string, error) {
 	}
 	defer lock.Close()
 	ident, err := loadIdentity(fs, dir)
+	if err == nil {
+		err = ident.checkJournal(dir, false)
+	}
 	if errors.Is(err, errIdentityMissing) {
 		// The log bounds the ids it holds even when no snapshot is left.
 		var plan wal.RepairReport

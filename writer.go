@@ -628,7 +628,7 @@ func (e *Engine) shutdown() error {
 	if firstErr == nil && w.failed == nil {
 		// Everything answered is fsynced: the next start need not assume
 		// that acknowledged draws were lost.
-		firstErr = w.ident.setUnsynced(e.fs, e.dir, false)
+		firstErr = w.ident.setRun(e.fs, e.dir, false, false)
 	}
 	e.lock.Close()
 	e.log.Info("rewardpool: closed", "dir", e.dir, "last_seq", w.seq, "last_request_id", w.reqID)
