@@ -12,6 +12,7 @@ FUZZ_TARGETS = \
 	./wal:FuzzDecodeJSONL \
 	./wal:FuzzSegmentHeader \
 	./snapshot:FuzzDecode \
+	./journal:FuzzDecodeBody \
 	./pool:FuzzParseWeight \
 	./internal/server:FuzzParseDrawBody \
 	./internal/server:FuzzSniffH2C
