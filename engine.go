@@ -81,8 +81,13 @@ type writerState struct {
 	// Per-batch scratch, reused across batches.
 	lastBatch int // requests in the previous batch
 	batch     []*call
-	recs      []wal.Record
-	adminUndo []adminUndo
+	// Gathering (durability always): callers the last commit answered plus
+	// those already queued behind it, and the commit time's moving average.
+	active      int
+	commitEWMA  time.Duration
+	gatherTimer *time.Timer
+	recs        []wal.Record
+	adminUndo   []adminUndo
 
 	// Durability bookkeeping.
 	unsynced  bool // records written but not yet fsynced (interval, none)
@@ -149,6 +154,8 @@ func Open(dir string, opts Options) (*Engine, error) {
 	e.w.snapDone = make(chan snapResult, 1)
 	e.w.syncTimer = time.NewTimer(time.Hour)
 	e.w.syncTimer.Stop()
+	e.w.gatherTimer = time.NewTimer(time.Hour)
+	e.w.gatherTimer.Stop()
 	e.w.replica = e.opts.Replica
 	e.replica.Store(e.opts.Replica)
 	e.lastSeq.Store(e.w.seq)

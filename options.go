@@ -125,6 +125,13 @@ type Options struct {
 	// MailboxSize bounds the queue of requests waiting for the writer.
 	// Default 4096.
 	MailboxSize int
+	// GatherWait is how long, at most, a batch under DurabilityAlways waits
+	// for the callers the last commit answered to send again, so that one
+	// fsync covers them all instead of every other one (see gather in
+	// writer.go). 0 (default): half the recent commit time, at most 2 ms,
+	// spent yielding, not sleeping. Negative: never wait.
+	GatherWait time.Duration
+
 	// MaxBatch bounds the requests the writer takes into one group commit.
 	// Default 1024.
 	MaxBatch int
