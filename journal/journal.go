@@ -336,6 +336,7 @@ func (j *Journal) applyMarks(batch []*waiter, marks []byte) {
 				j.ckpt[pool] = max(j.ckpt[pool], seq)
 			case entryReset:
 				j.ckpt[pool] = seq
+				delete(j.redo, pool)
 				for _, s := range j.segs {
 					delete(s.maxSeq, pool)
 				}

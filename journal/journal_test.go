@@ -319,3 +319,26 @@ func FuzzDecodeBody(f *testing.F) {
 		}
 	})
 }
+
+// Batches of a pool nobody opens keep their segments; forgetting the pool
+// (its directory is gone) lets them go.
+func TestForgottenPoolReleasesSegments(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, Options{})
+	j.Commit("gone", batch(1, 2))
+	j.Close()
+	j = open(t, dir, Options{})
+	if got := j.Unclaimed(); len(got) != 1 || got[0] != "gone" {
+		t.Fatalf("Unclaimed() = %v, want [gone]", got)
+	}
+	if err := j.Forget("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Unclaimed(); len(got) != 0 {
+		t.Fatalf("Unclaimed() after Forget = %v", got)
+	}
+	j.Close()
+	if segs := Segments(dir); len(segs) != 0 {
+		t.Fatalf("segments left after the only pool was forgotten: %v", segs)
+	}
+}

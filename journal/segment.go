@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/wal"
@@ -286,5 +287,19 @@ func Segments(dir string) []string {
 			names = append(names, e.Name())
 		}
 	}
+	return names
+}
+
+// Unclaimed lists the pools whose batches the journal holds but whose Redo
+// has not run: pools not opened in this run. Their segments cannot be
+// deleted until they are opened, or forgotten (Forget).
+func (j *Journal) Unclaimed() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var names []string
+	for p := range j.redo {
+		names = append(names, p)
+	}
+	sort.Strings(names)
 	return names
 }

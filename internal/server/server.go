@@ -262,6 +262,9 @@ func (s *Server) Recover() error {
 		}
 		return err
 	}
+	if s.journal != nil {
+		s.claimJournal()
+	}
 	nodes := map[string]*poolNode{}
 	for i, pc := range list {
 		nodes[pc.p.Name] = opened[i]
@@ -282,6 +285,24 @@ func (s *Server) Recover() error {
 	}
 	s.log.Info("rewardpool: ready", "pools", len(nodes), "role", s.role(), "took", time.Since(start))
 	return nil
+}
+
+// claimJournal deals with journal batches of pools this run did not open:
+// a pool whose directory is gone is forgotten (its batches could only hold
+// the journal's old segments forever); one whose directory exists is kept
+// for a later run and named in a warning.
+func (s *Server) claimJournal() {
+	for _, name := range s.journal.Unclaimed() {
+		dir := filepath.Join(s.cfg.DataDir, name)
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("rewardpool: the journal holds batches of a pool whose directory is gone; forgetting them", "pool", name)
+			if err := s.journal.Forget(name); err != nil {
+				s.log.Warn("rewardpool: forget a gone pool in the journal", "pool", name, "err", err)
+			}
+			continue
+		}
+		s.log.Warn("rewardpool: the journal holds batches of a pool this run does not serve; they wait for it (its old journal segments stay)", "pool", name)
+	}
 }
 
 // startupOpeners bounds how many pools Recover opens at once. Opening a
