@@ -1,0 +1,254 @@
+package gacha
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits on the shape of a pool's rules. They keep a player's state a few
+// fixed-size counters.
+const (
+	MaxPity     = 8         // pity rules per pool (one flag bit each)
+	MaxItemCaps = 64        // item_caps entries per pool
+	MaxHard     = 1_000_000 // largest hard pity
+	MaxUserLen  = 128       // bytes of a user id
+	MaxTiers    = 63        // distinct tier labels per pool
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrInvalidRules is wrapped by every *RuleError Validate returns.
+	ErrInvalidRules = errors.New("invalid rules")
+	// ErrUserLimit is wrapped by *LimitError: a per-user cap refused the
+	// whole request.
+	ErrUserLimit = errors.New("user limit reached")
+	// ErrPoolClosed is wrapped by *ClosedError: the writer's clock is
+	// outside the pool's window.
+	ErrPoolClosed = errors.New("pool closed")
+	// ErrInvalidUser: a user id that is empty where one is needed, too long
+	// or not UTF-8.
+	ErrInvalidUser = errors.New("invalid user_id")
+)
+
+// Rules are one pool's gacha rules. The zero value has no rules.
+type Rules struct {
+	// Items gives items a tier and the featured mark. Items not listed have
+	// no tier: no pity rule counts them as the tier it waits for.
+	Items    []ItemTier
+	Pity     []Pity
+	PerUser  PerUser
+	ItemCaps []ItemCap
+	Window   Window
+}
+
+// ItemTier is an item's tier label and whether it is the featured item of
+// its tier (the one a featured guarantee gives).
+type ItemTier struct {
+	Item     string
+	Tier     string
+	Featured bool
+}
+
+// Pity is one pity rule. A player's counter for it counts their draws
+// since Tier was last drawn for them. Draw number n = counter+1 gets:
+//
+//	n >= Hard:              the tier with probability 1
+//	n >= SoftStart (if >0): base + SoftStep*(n-SoftStart+1), at most 1
+//	otherwise:              the base probability (the tier's share of the weight)
+//
+// With FeaturedGuarantee, after a non-featured item of the tier the
+// player's next item of the tier is a featured one.
+type Pity struct {
+	Tier              string
+	Hard              uint32
+	SoftStart         uint32  // 0: no soft pity
+	SoftStep          float64 // absolute probability added per draw, in (0, 1]
+	FeaturedGuarantee bool
+}
+
+// PerUser caps a player's draws; 0 means no cap.
+type PerUser struct {
+	MaxDraws       uint32 // over the pool's life
+	MaxDrawsPerDay uint32 // per UTC day
+}
+
+// ItemCap stops giving Item to a player who holds MaxPerUser of it.
+type ItemCap struct {
+	Item       string
+	MaxPerUser uint32
+}
+
+// Window is when draws are open: Start inclusive, End exclusive; a zero
+// bound is open-ended.
+type Window struct {
+	Start, End time.Time
+}
+
+// Empty reports whether r holds no rule at all: such a pool draws as a
+// pool without rules.
+func (r *Rules) Empty() bool {
+	return len(r.Items) == 0 && len(r.Pity) == 0 && r.PerUser == (PerUser{}) &&
+		len(r.ItemCaps) == 0 && r.Window.Start.IsZero() && r.Window.End.IsZero()
+}
+
+// NeedsUser reports whether a draw needs a user id: any rule keyed by
+// player (pity, per-user caps, item caps).
+func (r *Rules) NeedsUser() bool {
+	return len(r.Pity) > 0 || r.PerUser != (PerUser{}) || len(r.ItemCaps) > 0
+}
+
+// RuleError is one problem Validate found. Path names the rule the way
+// the configuration does ("pity[0].hard"), so a config loader can point
+// at its line.
+type RuleError struct {
+	Path string
+	Msg  string
+}
+
+func (e *RuleError) Error() string { return "rules." + e.Path + ": " + e.Msg }
+func (e *RuleError) Unwrap() error { return ErrInvalidRules }
+
+// Validate checks r against the pool's item ids (every id the catalog
+// holds) and returns every problem, each a *RuleError, joined.
+func (r *Rules) Validate(itemIDs []string) error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, &RuleError{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	known := make(map[string]bool, len(itemIDs))
+	for _, id := range itemIDs {
+		known[id] = true
+	}
+	tiers := map[string]bool{}
+	featured := map[string]bool{}
+	seen := map[string]bool{}
+	for i, it := range r.Items {
+		p := "items[" + strconv.Itoa(i) + "]"
+		switch {
+		case !known[it.Item]:
+			bad(p+".id", "unknown item %q", it.Item)
+		case seen[it.Item]:
+			bad(p+".id", "item %q has a tier twice", it.Item)
+		}
+		seen[it.Item] = true
+		if it.Tier == "" {
+			if it.Featured {
+				bad(p+".featured", "item %q is featured but has no tier", it.Item)
+			}
+			continue
+		}
+		if len(it.Tier) > 64 || !utf8.ValidString(it.Tier) {
+			bad(p+".tier", "tier must be at most 64 bytes of UTF-8")
+		}
+		tiers[it.Tier] = true
+		if it.Featured {
+			featured[it.Tier] = true
+		}
+	}
+	if len(tiers) > MaxTiers {
+		bad("items", "%d tiers, at most %d", len(tiers), MaxTiers)
+	}
+	if len(r.Pity) > MaxPity {
+		bad("pity", "%d pity rules, at most %d", len(r.Pity), MaxPity)
+	}
+	pityTier := map[string]bool{}
+	for i, p := range r.Pity {
+		path := "pity[" + strconv.Itoa(i) + "]"
+		switch {
+		case p.Tier == "":
+			bad(path+".tier", "tier is missing")
+		case !tiers[p.Tier]:
+			bad(path+".tier", "unknown tier %q: no item has it", p.Tier)
+		case pityTier[p.Tier]:
+			bad(path+".tier", "tier %q has two pity rules", p.Tier)
+		}
+		pityTier[p.Tier] = true
+		if p.Hard < 1 || p.Hard > MaxHard {
+			bad(path+".hard", "hard is %d, want 1..%d", p.Hard, MaxHard)
+		}
+		if p.SoftStart > 0 && p.Hard < p.SoftStart {
+			bad(path+".hard", "hard %d is below soft_start %d", p.Hard, p.SoftStart)
+		}
+		switch {
+		case p.SoftStart > 0 && (!(p.SoftStep > 0) || p.SoftStep > 1 || math.IsNaN(p.SoftStep)):
+			bad(path+".soft_step", "soft_step is %v, want > 0 and <= 1", p.SoftStep)
+		case p.SoftStart == 0 && p.SoftStep != 0:
+			bad(path+".soft_step", "soft_step without soft_start")
+		}
+		if p.FeaturedGuarantee && p.Tier != "" && tiers[p.Tier] && !featured[p.Tier] {
+			bad(path+".featured_guarantee", "tier %q has no featured item", p.Tier)
+		}
+	}
+	if len(r.ItemCaps) > MaxItemCaps {
+		bad("item_caps", "%d item caps, at most %d", len(r.ItemCaps), MaxItemCaps)
+	}
+	capped := map[string]bool{}
+	for i, c := range r.ItemCaps {
+		path := "item_caps[" + strconv.Itoa(i) + "]"
+		switch {
+		case !known[c.Item]:
+			bad(path, "unknown item %q", c.Item)
+		case capped[c.Item]:
+			bad(path, "item %q is capped twice", c.Item)
+		}
+		capped[c.Item] = true
+		if c.MaxPerUser < 1 {
+			bad(path+".max_per_user", "max_per_user is %d, want >= 1", c.MaxPerUser)
+		}
+	}
+	if w := r.Window; !w.Start.IsZero() && !w.End.IsZero() && !w.End.After(w.Start) {
+		bad("window.end", "end %s is not after start %s", w.End.UTC().Format(time.RFC3339), w.Start.UTC().Format(time.RFC3339))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckUser validates a user id: empty is allowed here (pools without
+// player rules); non-empty ids are at most MaxUserLen bytes of UTF-8.
+func CheckUser(user string) error {
+	if len(user) > MaxUserLen {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidUser, len(user), MaxUserLen)
+	}
+	if !utf8.ValidString(user) {
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidUser)
+	}
+	return nil
+}
+
+// LimitError is a request refused by a per-user cap.
+type LimitError struct {
+	Rule  string    // "max_draws" or "max_draws_per_day"
+	Limit uint32    // the cap
+	Used  uint32    // draws already counted against it
+	Asked int       // draws the request asked for
+	Reset time.Time // when the count resets; zero: never
+}
+
+func (e *LimitError) Error() string {
+	reset := "it never resets"
+	if !e.Reset.IsZero() {
+		reset = "it resets at " + e.Reset.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s is %d per user: %d used, %d asked; %s", e.Rule, e.Limit, e.Used, e.Asked, reset)
+}
+func (e *LimitError) Unwrap() error { return ErrUserLimit }
+
+// ClosedError is a draw outside the pool's window.
+type ClosedError struct {
+	Window Window
+	Now    time.Time
+}
+
+func (e *ClosedError) Error() string {
+	f := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("the pool draws from %s until %s; the time is %s", f(e.Window.Start), f(e.Window.End), f(e.Now))
+}
+func (e *ClosedError) Unwrap() error { return ErrPoolClosed }
