@@ -6,6 +6,7 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"github.com/rewardpool/rewardpool/gacha"
 	"github.com/rewardpool/rewardpool/wal"
 )
 
@@ -14,6 +15,10 @@ import (
 type DrawRequest struct {
 	Count          int
 	IdempotencyKey string
+	// UserID names the player the draws are for: non-empty UTF-8 of at
+	// most 128 bytes. A pool whose rules keep per-player state (pity, caps)
+	// refuses a draw without one.
+	UserID string
 }
 
 // DrawResult is the outcome of one draw. Every draw takes a request id,
@@ -25,6 +30,10 @@ type DrawResult struct {
 	// Replayed is set when the answer is a remembered one, returned again
 	// for a repeated idempotency key: nothing was drawn this time.
 	Replayed bool
+	// Pity says which of the pool's rules forced or boosted this draw
+	// ("ssr hard pity", "ssr soft pity, featured guarantee", ...); "" when
+	// none did. Not kept for a replayed answer.
+	Pity string
 }
 
 // State is a consistent, committed view of the pool.
@@ -59,6 +68,7 @@ type call struct {
 	op      opKind
 	count   int
 	key     string
+	user    string
 	admin   adminOp
 	results []DrawResult
 	state   State
@@ -85,7 +95,7 @@ func (e *Engine) DrawInto(ctx context.Context, dst []DrawResult, req DrawRequest
 		return dst, err
 	}
 	c := e.calls.Get().(*call)
-	c.op, c.count, c.key = opDraw, n, req.IdempotencyKey
+	c.op, c.count, c.key, c.user = opDraw, n, req.IdempotencyKey, req.UserID
 	// Grow here, on the caller's goroutine, so the writer never allocates.
 	c.results = slices.Grow(dst, n)
 	if err := e.submit(ctx, c); err != nil {
@@ -117,6 +127,12 @@ func (e *Engine) CheckDraw(req DrawRequest) (int, error) {
 	if !utf8.ValidString(req.IdempotencyKey) {
 		// Every codec must be able to log the key, and jsonl needs UTF-8.
 		return 0, fmt.Errorf("%w: idempotency_key is not valid UTF-8", ErrInvalidRequest)
+	}
+	if err := gacha.CheckUser(req.UserID); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	if req.UserID == "" && e.needsUser {
+		return 0, fmt.Errorf("%w: user_id is required: the pool's rules keep per-player state", ErrInvalidRequest)
 	}
 	return n, nil
 }

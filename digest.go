@@ -53,5 +53,6 @@ func (w *writerState) digest() string {
 		}
 		h.Write(b)
 	}
+	w.digestPlayers(h)
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }

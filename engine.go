@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rewardpool/rewardpool/gacha"
 	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/pool"
 	"github.com/rewardpool/rewardpool/snapshot"
@@ -48,6 +49,10 @@ type Engine struct {
 	durableSeq atomic.Uint64 // last fsynced seq (written, under DurabilityNone), for ScanLog
 	epoch      atomic.Uint64 // epoch of the last written record, for Epoch
 
+	// needsUser: the pool's rules keep per-player state, so a draw needs a
+	// user id. Set by Open, read by CheckDraw.
+	needsUser bool
+
 	// failedErr mirrors w.failed for Err (readiness checks).
 	failedErr atomic.Pointer[error]
 
@@ -68,6 +73,11 @@ type writerState struct {
 
 	idem   idempotency
 	window int // idempotency window
+
+	// Player rules (rules.go); nil when the pool has none.
+	rules   *gacha.Table
+	players *gacha.Players
+	now     int64 // the writer's clock for the request being decided, Unix ms
 
 	replica   bool  // applies a primary's records; refuses draws and item changes
 	applying  bool  // replaying records that undo may have to take back
@@ -217,6 +227,9 @@ func (e *Engine) recover() error {
 	w.epoch = 1
 	w.window = e.opts.IdempotencyWindow
 
+	if err := e.setupRules(); err != nil {
+		return err
+	}
 	legacy, err := e.loadIdentity()
 	if err != nil {
 		return err
@@ -248,6 +261,9 @@ func (e *Engine) recover() error {
 			}
 			w.idem.insert(k.Key, k.Draws)
 		}
+		if err := w.loadPlayers(st.Players); err != nil {
+			return fmt.Errorf("%w: snapshot %s: %w", ErrRecovery, info.Name, err)
+		}
 		if last := w.wal.LastSeq(); last < st.Seq {
 			// The log ends before the snapshot: empty on a replica that
 			// bootstraps from its primary's snapshot, or cut by `wal
@@ -272,6 +288,9 @@ func (e *Engine) recover() error {
 	if w.wal.LastSeq() > w.seq {
 		err = w.wal.Scan(w.seq+1, func(r *wal.Record) error {
 			replayed++
+			if w.players != nil {
+				w.players.Commit() // recovery never undoes: keep no journal
+			}
 			return w.replay(r, &pending)
 		})
 		if err != nil {
@@ -301,6 +320,9 @@ func (e *Engine) recover() error {
 	}
 	if err := e.settleIdentity(legacy); err != nil {
 		return err
+	}
+	if w.players != nil {
+		w.players.Commit()
 	}
 	if st != nil {
 		// A snapshot is state to prove from now on, even in a directory
@@ -591,7 +613,10 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 				return bad("item has no stock left")
 			}
 			w.cat.Take(slot)
-		} else if w.cat.Total() != 0 {
+			w.replayPlayer(r, slot)
+		} else if w.cat.Total() != 0 && r.User == "" {
+			// A player's draw may find nothing while others could still
+			// draw: the items left are capped for that player.
 			return bad("pool was not empty")
 		}
 		if pk.key != "" {

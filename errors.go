@@ -3,6 +3,7 @@ package rewardpool
 import (
 	"errors"
 
+	"github.com/rewardpool/rewardpool/gacha"
 	"github.com/rewardpool/rewardpool/pool"
 )
 
@@ -71,4 +72,13 @@ var (
 	ErrInvalidItem   = pool.ErrInvalidItem
 	ErrDuplicateItem = pool.ErrDuplicateItem
 	ErrUnknownItem   = pool.ErrUnknownItem
+
+	// ErrUserLimit is returned for a draw request that a per-user cap of
+	// the pool's rules refuses as a whole (a *gacha.LimitError names the
+	// cap and when it resets). Nothing was drawn and no request id taken.
+	ErrUserLimit = gacha.ErrUserLimit
+	// ErrPoolClosed is returned for a draw outside the pool's window (a
+	// *gacha.ClosedError names it). Nothing was drawn and no request id
+	// taken.
+	ErrPoolClosed = gacha.ErrPoolClosed
 )

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/rewardpool/rewardpool/gacha"
 	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/pool"
 	"github.com/rewardpool/rewardpool/wal"
@@ -72,6 +73,12 @@ type Options struct {
 	// snapshots and the log and changes through AddItem, SetItem, RemoveItem.
 	Items []Item
 
+	// Rules are the pool's player rules (tiers, pity, per-user and item
+	// caps, window); nil: none. They are read at every Open and checked
+	// against the catalog (ErrBadOptions naming the rule). Per-player state
+	// is derived from the logged draws with these rules, so a replica must
+	// be opened with the same rules as its primary.
+	Rules *gacha.Rules
 	// Durability is DurabilityAlways by default.
 	Durability Durability
 	// SyncInterval bounds the fsync delay under DurabilityInterval.
@@ -163,6 +170,10 @@ type Options struct {
 	// package's tests or through internal/failpoint, never an option.
 	walHooks wal.Hooks
 
+	// clock is the writer's clock for rules that depend on time (daily
+	// caps, the window); time.Now unless a test fakes it. The time read for
+	// a batch is logged with its players' draws.
+	clock func() time.Time
 	// fs is the file system the data directory lives on: the operating
 	// system's unless a test of this package puts it on the power-loss
 	// simulator. Unexported: it is a test seam, not an option.
@@ -265,6 +276,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.fs == nil {
 		o.fs = fsys.OS
+	}
+	if o.clock == nil {
+		o.clock = time.Now
 	}
 	if err := o.walOptions().Validate(); err != nil {
 		return o, fmt.Errorf("%w: %w", ErrBadOptions, err)

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/rewardpool/rewardpool/gacha"
 	"github.com/rewardpool/rewardpool/pool"
 	"github.com/rewardpool/rewardpool/snapshot"
 	"github.com/rewardpool/rewardpool/wal"
@@ -242,6 +243,16 @@ func (e *Engine) decideDraw(c *call) {
 			}
 			return
 		}
+	}
+	if w.rules != nil {
+		// Caps and the window refuse the whole request before it takes a
+		// seq or a request id: nothing of it is logged.
+		if err := e.checkPlayer(c); err != nil {
+			c.err = err
+			return
+		}
+	}
+	if c.key != "" {
 		w.seq++
 		w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindKey,
 			Item: -1, Key: c.key, Count: uint32(c.count)})
@@ -251,7 +262,9 @@ func (e *Engine) decideDraw(c *call) {
 		w.reqID++
 		rec := wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindDrawFailed, RequestID: w.reqID, Item: -1}
 		res := DrawResult{RequestID: w.reqID, Err: ErrPoolEmpty}
-		if total := w.cat.Total(); total > 0 {
+		if w.rules != nil {
+			w.drawPlayer(c.user, &rec, &res)
+		} else if total := w.cat.Total(); total > 0 {
 			slot, _ := w.cat.Pick(w.rng.Uint64N(total))
 			w.cat.Take(slot)
 			it, _ := w.cat.Item(slot)
@@ -367,12 +380,24 @@ func (e *Engine) undo(from int, m mark) {
 	w.recs = w.recs[:from]
 	w.adminUndo = w.adminUndo[:a]
 	w.seq, w.reqID, w.epoch = m.seq, m.reqID, m.epoch
+	if w.players != nil {
+		w.players.Rollback(m.players)
+	}
 }
 
 // mark is the writer's counters at a point undo can return to.
-type mark struct{ seq, reqID, epoch uint64 }
+type mark struct {
+	seq, reqID, epoch uint64
+	players           gacha.Mark // the players' undo journal
+}
 
-func (w *writerState) mark() mark { return mark{w.seq, w.reqID, w.epoch} }
+func (w *writerState) mark() mark {
+	m := mark{seq: w.seq, reqID: w.reqID, epoch: w.epoch}
+	if w.players != nil {
+		m.players = w.players.Mark()
+	}
+	return m
+}
 
 // fail poisons the engine after a log failure: every later write is
 // refused until the engine is reopened and recovers from disk.
@@ -395,6 +420,9 @@ func (e *Engine) committed() {
 	e.stats.batches.Add(1)
 	e.stats.records.Add(n)
 	w.idem.evict(e.opts.IdempotencyWindow)
+	if w.players != nil {
+		w.players.Commit() // the batch is durable: nothing to undo
+	}
 	if e.opts.Durability != DurabilityAlways {
 		w.unsynced = true
 		if e.opts.Durability == DurabilityInterval && !w.timerOn {
@@ -565,8 +593,9 @@ func (e *Engine) captureState() *snapshot.State {
 	w := &e.w
 	return &snapshot.State{
 		Seq: w.seq, Epoch: w.epoch, LastRequestID: w.reqID,
-		Slots: w.cat.AppendSlots(nil),
-		Keys:  w.idem.capture(),
+		Slots:   w.cat.AppendSlots(nil),
+		Keys:    w.idem.capture(),
+		Players: w.capturePlayers(),
 	}
 }
 

@@ -1,5 +1,7 @@
 package gacha
 
+import "fmt"
+
 // A player's state is one fixed-size row of uint32 counters, stored with
 // every other player's in one flat slice (no pointer per player, nothing
 // for the garbage collector to scan but the id strings):
@@ -145,4 +147,74 @@ func (p *Players) Put(user string, vals []uint32) {
 func (p *Players) Capture() (ids []string, rows []uint32) {
 	n := len(p.ids)
 	return p.ids[:n:n], append([]uint32(nil), p.rows...)
+}
+
+// Columns names the counters of a row, for snapshots: a later run whose
+// rules differ keeps the counters whose names it still has.
+func (t *Table) Columns() []string {
+	cols := []string{"draws", "today", "day", "flags"}
+	for _, p := range t.rules.Pity {
+		cols = append(cols, "pity:"+p.Tier)
+	}
+	for _, c := range t.rules.ItemCaps {
+		cols = append(cols, "cap:"+c.Item)
+	}
+	return cols
+}
+
+// Restore loads rows saved under cols (a snapshot's) into p, mapping columns
+// by name; counters whose column the rules no longer have are dropped, new
+// ones start at zero. A flag bit follows its pity rule.
+func (t *Table) Restore(p *Players, cols, ids []string, rows []uint32) error {
+	if len(rows) != len(ids)*len(cols) {
+		return fmt.Errorf("gacha: %d counters for %d players of %d columns", len(rows), len(ids), len(cols))
+	}
+	mine := t.Columns()
+	at := make(map[string]int, len(mine))
+	for i, c := range mine {
+		at[c] = i
+	}
+	// moves copy counters; flagMoves move a pity rule's flag bit from its
+	// old rule index to its new one.
+	type move struct{ from, to int }
+	var moves, flagMoves []move
+	oldPity, flagCol := 0, -1
+	for i, c := range cols {
+		if c == "flags" {
+			flagCol = i
+		}
+		j, ok := at[c]
+		if ok && i >= rowHeader && j >= rowHeader && len(c) > 5 && c[:5] == "pity:" {
+			flagMoves = append(flagMoves, move{oldPity, j - rowHeader})
+		}
+		if len(c) > 5 && c[:5] == "pity:" {
+			oldPity++
+		}
+		if ok && c != "flags" {
+			moves = append(moves, move{i, j})
+		}
+	}
+	vals := make([]uint32, t.stride)
+	for k, id := range ids {
+		if id == "" || len(id) > MaxUserLen {
+			return fmt.Errorf("gacha: player %d: bad id %q", k, id)
+		}
+		if _, dup := p.index[id]; dup {
+			return fmt.Errorf("gacha: player %q twice", id)
+		}
+		row := rows[k*len(cols) : (k+1)*len(cols)]
+		clear(vals)
+		for _, m := range moves {
+			vals[m.to] = row[m.from]
+		}
+		if flagCol >= 0 {
+			for _, m := range flagMoves {
+				if row[flagCol]&(1<<m.from) != 0 {
+					vals[colFlags] |= 1 << m.to
+				}
+			}
+		}
+		p.Put(id, vals)
+	}
+	return nil
 }

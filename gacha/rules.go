@@ -113,7 +113,9 @@ func (e *RuleError) Error() string { return "rules." + e.Path + ": " + e.Msg }
 func (e *RuleError) Unwrap() error { return ErrInvalidRules }
 
 // Validate checks r against the pool's item ids (every id the catalog
-// holds) and returns every problem, each a *RuleError, joined.
+// holds; nil: do not check that named items exist, as for an engine whose
+// catalog arrives later from its primary) and returns every problem, each
+// a *RuleError, joined.
 func (r *Rules) Validate(itemIDs []string) error {
 	var errs []error
 	bad := func(path, format string, args ...any) {
@@ -123,13 +125,14 @@ func (r *Rules) Validate(itemIDs []string) error {
 	for _, id := range itemIDs {
 		known[id] = true
 	}
+	exists := func(id string) bool { return itemIDs == nil || known[id] }
 	tiers := map[string]bool{}
 	featured := map[string]bool{}
 	seen := map[string]bool{}
 	for i, it := range r.Items {
 		p := "items[" + strconv.Itoa(i) + "]"
 		switch {
-		case !known[it.Item]:
+		case it.Item == "" || !exists(it.Item):
 			bad(p+".id", "unknown item %q", it.Item)
 		case seen[it.Item]:
 			bad(p+".id", "item %q has a tier twice", it.Item)
@@ -190,7 +193,7 @@ func (r *Rules) Validate(itemIDs []string) error {
 	for i, c := range r.ItemCaps {
 		path := "item_caps[" + strconv.Itoa(i) + "]"
 		switch {
-		case !known[c.Item]:
+		case c.Item == "" || !exists(c.Item):
 			bad(path, "unknown item %q", c.Item)
 		case capped[c.Item]:
 			bad(path, "item %q is capped twice", c.Item)

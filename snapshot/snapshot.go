@@ -11,6 +11,9 @@
 //	                                    uvarint weight, byte removed
 //	uvarint key count, then per key:    uvarint len, key bytes, uvarint draw count,
 //	                                    per draw: uvarint request id, zigzag slot (-1 = failed)
+//	optional players section (pools with player rules), all uvarints:
+//	                                    column count C, per column: len, name bytes;
+//	                                    player count, per player: len, id bytes, C values
 //	4 bytes CRC32C (Castagnoli) of everything before it
 //
 // Crash safety: a snapshot is written to a temporary file, fsynced, closed,
@@ -44,6 +47,16 @@ type State struct {
 	LastRequestID uint64
 	Slots         []pool.Slot // the whole catalog, removed slots included
 	Keys          []Key       // idempotency window, oldest first
+	Players       *Players    // per-player rule state; nil: the pool has none
+}
+
+// Players is the per-player state of a pool with rules: a table of uint32
+// counters, one row per player, with named columns so that a change of the
+// rules between runs maps the counters that still exist.
+type Players struct {
+	Columns []string
+	IDs     []string
+	Rows    []uint32 // len(IDs) * len(Columns), row-major
 }
 
 // Key is one remembered idempotency key and the draws that answered it.
@@ -85,6 +98,21 @@ func Encode(dst []byte, st *State) []byte {
 		for _, d := range k.Draws {
 			dst = binary.AppendUvarint(dst, d.RequestID)
 			dst = binary.AppendVarint(dst, int64(d.Slot))
+		}
+	}
+	if p := st.Players; p != nil {
+		dst = binary.AppendUvarint(dst, uint64(len(p.Columns)))
+		for _, c := range p.Columns {
+			dst = binary.AppendUvarint(dst, uint64(len(c)))
+			dst = append(dst, c...)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(p.IDs)))
+		for i, id := range p.IDs {
+			dst = binary.AppendUvarint(dst, uint64(len(id)))
+			dst = append(dst, id...)
+			for _, v := range p.Rows[i*len(p.Columns) : (i+1)*len(p.Columns)] {
+				dst = binary.AppendUvarint(dst, uint64(v))
+			}
 		}
 	}
 	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
@@ -134,6 +162,27 @@ func Decode(b []byte) (*State, error) {
 		for j := range k.Draws {
 			k.Draws[j] = Draw{RequestID: d.uvarint(), Slot: int32(d.varint())}
 		}
+	}
+	if len(d.b) > 0 && d.err == nil {
+		p := &Players{}
+		nc := d.count(1)
+		for range nc {
+			p.Columns = append(p.Columns, d.str())
+		}
+		np := d.count(1 + nc)
+		p.IDs = make([]string, 0, np)
+		p.Rows = make([]uint32, 0, np*nc)
+		for range np {
+			p.IDs = append(p.IDs, d.str())
+			for range nc {
+				v := d.uvarint()
+				if v > 1<<32-1 {
+					d.fail("player counter")
+				}
+				p.Rows = append(p.Rows, uint32(v))
+			}
+		}
+		st.Players = p
 	}
 	if d.err != nil {
 		return nil, d.err

@@ -52,6 +52,9 @@ func (s *LogSink) Stream(recs []wal.Record) error {
 		switch r.Kind {
 		case wal.KindDraw, wal.KindDrawFailed:
 			attrs = append(attrs, slog.Uint64("request_id", r.RequestID))
+			if r.User != "" {
+				attrs = append(attrs, slog.String("user", r.User), slog.Int64("time_unix_ms", r.Time))
+			}
 		case wal.KindKey:
 			attrs = append(attrs, slog.String("key", r.Key), slog.Uint64("count", uint64(r.Count)))
 		}

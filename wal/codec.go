@@ -75,8 +75,11 @@ func checkRecord(c codec, r *Record) error {
 	if r.Epoch == 0 {
 		return fmt.Errorf("epoch is 0, want >= 1")
 	}
-	if len(r.Key) > maxStringSize || len(r.ItemID) > maxStringSize {
-		return fmt.Errorf("key or item id longer than %d bytes", maxStringSize)
+	if len(r.Key) > maxStringSize || len(r.ItemID) > maxStringSize || len(r.User) > maxStringSize {
+		return fmt.Errorf("key, item id or user longer than %d bytes", maxStringSize)
+	}
+	if r.User != "" && r.Kind != KindDraw && r.Kind != KindDrawFailed {
+		return fmt.Errorf("a user on a %s record", r.Kind.Name())
 	}
 	return c.check(r)
 }

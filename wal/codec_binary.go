@@ -12,13 +12,15 @@ import (
 //	body     kind byte, fields (below)
 //	uint32   CRC32C of length + body, little endian
 //
-// The kind byte holds the kind in bits 0-3, flagCommit and flagEpoch.
+// The kind byte holds the kind in bits 0-3, flagCommit, flagEpoch and
+// flagUser (a draw for a player).
 // Body fields, in order:
 //
 //	uvarint  seq - previous seq in the segment (header first-1 at the start)
 //	uvarint  epoch, only when flagEpoch (epoch differs from the previous record's)
 //	draw:        uvarint request id - previous draw's; uvarint slot
 //	draw failed: uvarint request id - previous draw's
+//	then, for a draw of either kind with flagUser: string user; zigzag varint time
 //	key:         string key; uvarint count
 //	add, set:    uvarint slot; string item id; zigzag varint quantity; uvarint weight
 //	remove:      uvarint slot; string item id
@@ -33,6 +35,7 @@ const (
 	kindMask   = 0x0f
 	flagCommit = 0x10
 	flagEpoch  = 0x20
+	flagUser   = 0x40
 )
 
 func (binaryCodec) name() string { return "binary" }
@@ -49,6 +52,9 @@ func (binaryCodec) encode(dst []byte, st *codecState, r *Record) []byte {
 	}
 	if r.Epoch != st.epoch {
 		k |= flagEpoch
+	}
+	if r.User != "" {
+		k |= flagUser
 	}
 	dst = append(dst, k)
 	dst = binary.AppendUvarint(dst, r.Seq-st.seq)
@@ -72,6 +78,10 @@ func (binaryCodec) encode(dst []byte, st *codecState, r *Record) []byte {
 	case KindRemove:
 		dst = binary.AppendUvarint(dst, uint64(uint32(r.Item)))
 		dst = appendBinString(dst, r.ItemID)
+	}
+	if r.User != "" {
+		dst = appendBinString(dst, r.User)
+		dst = binary.AppendVarint(dst, r.Time)
 	}
 	bodyLen := len(dst) - bodyStart
 	if bodyLen < 0x80 {
@@ -123,7 +133,8 @@ func (binaryCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 	k := d.b[0]
 	d.b = d.b[1:]
 	kind := Kind(k & kindMask)
-	if k&^(kindMask|flagCommit|flagEpoch) != 0 || kind < KindDraw || kind > KindEpoch {
+	if k&^(kindMask|flagCommit|flagEpoch|flagUser) != 0 || kind < KindDraw || kind > KindEpoch ||
+		(k&flagUser != 0 && kind != KindDraw && kind != KindDrawFailed) {
 		return 0, &badRecord{extent: total, reason: "bad kind byte", hard: true}
 	}
 	*r = Record{Kind: kind, Commit: k&flagCommit != 0, Item: -1}
@@ -156,6 +167,13 @@ func (binaryCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 	case KindRemove:
 		r.Item = d.slot()
 		r.ItemID = d.str()
+	}
+	if k&flagUser != 0 {
+		r.User = d.str()
+		r.Time = d.varint()
+		if r.User == "" {
+			d.bad = true
+		}
 	}
 	if d.bad || len(d.b) != 0 {
 		return 0, &badRecord{extent: total, reason: "bad record body", hard: true}

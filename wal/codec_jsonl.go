@@ -15,7 +15,7 @@ import (
 //
 //	{"seq":17,"epoch":1,"kind":"draw","request_id":101,"item":"gold","commit":true,"crc":"9f0a12bc"}
 //
-// Kinds: draw, draw_failed, key (key, count), add and set (item, quantity,
+// Kinds: draw, draw_failed (with user and time for a player's draw), key (key, count), add and set (item, quantity,
 // weight as an exact decimal), remove (item), epoch. Encoding is by hand so
 // it does not allocate; decoding uses encoding/json and sets Item to -1.
 type jsonlCodec struct{}
@@ -28,8 +28,8 @@ func (jsonlCodec) check(r *Record) error {
 	if hasItemID(r.Kind) && r.ItemID == "" {
 		return fmt.Errorf("jsonl codec needs ItemID for %s", r.Kind)
 	}
-	if !utf8.ValidString(r.ItemID) || !utf8.ValidString(r.Key) {
-		return fmt.Errorf("jsonl codec needs valid UTF-8 in key and item id")
+	if !utf8.ValidString(r.ItemID) || !utf8.ValidString(r.Key) || !utf8.ValidString(r.User) {
+		return fmt.Errorf("jsonl codec needs valid UTF-8 in key, item id and user")
 	}
 	return nil
 }
@@ -50,6 +50,12 @@ func (jsonlCodec) encode(dst []byte, st *codecState, r *Record) []byte {
 		if r.Kind == KindDraw {
 			dst = append(dst, `,"item":`...)
 			dst = appendJSONString(dst, r.ItemID)
+		}
+		if r.User != "" {
+			dst = append(dst, `,"user":`...)
+			dst = appendJSONString(dst, r.User)
+			dst = append(dst, `,"time":`...)
+			dst = strconv.AppendInt(dst, r.Time, 10)
 		}
 	case KindKey:
 		dst = append(dst, `,"key":`...)
@@ -101,6 +107,8 @@ type jsonRecord struct {
 	Count     uint32      `json:"count"`
 	Quantity  int64       `json:"quantity"`
 	Weight    json.Number `json:"weight"`
+	User      string      `json:"user"`
+	Time      int64       `json:"time"`
 	Commit    bool        `json:"commit"`
 	CRC       string      `json:"crc"`
 }
@@ -132,6 +140,10 @@ func (jsonlCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 		r.RequestID = j.RequestID
 		if r.Kind == KindDraw {
 			r.ItemID = j.Item
+		}
+		r.User = j.User
+		if r.User != "" {
+			r.Time = j.Time
 		}
 	case KindKey:
 		r.Key, r.Count = j.Key, j.Count

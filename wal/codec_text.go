@@ -15,6 +15,10 @@ import (
 //
 //	DRAW 101 gold\t17 1 C 9f0a12bc\n
 //
+// A draw for a player adds the writer's clock and the quoted user:
+//
+//	DRAW 101 gold @1764547200000 "alice"\t18 1 C 0c1d2e3f\n
+//
 // Item ids must not contain whitespace or control bytes (the engine's rule);
 // keys are quoted with strconv.Quote. Decoding sets Item to -1.
 type textCodec struct{}
@@ -90,6 +94,12 @@ func appendCanonical(dst []byte, r *Record) []byte {
 		dst = append(dst, "EPOCH "...)
 		dst = strconv.AppendUint(dst, r.Epoch, 10)
 	}
+	if r.User != "" {
+		dst = append(dst, " @"...)
+		dst = strconv.AppendInt(dst, r.Time, 10)
+		dst = append(dst, ' ')
+		dst = strconv.AppendQuote(dst, r.User)
+	}
 	return dst
 }
 
@@ -160,6 +170,28 @@ func (textCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 	return n, nil
 }
 
+// parseUser parses the "@<time> <quoted user>" tail of a DRAW line.
+func parseUser(s string, r *Record) error {
+	ts, q, ok := strings.Cut(s, " ")
+	if !ok || len(ts) < 2 || ts[0] != '@' {
+		return fmt.Errorf("bad DRAW user")
+	}
+	t, err := strconv.ParseInt(ts[1:], 10, 64)
+	if err != nil || strconv.FormatInt(t, 10) != ts[1:] {
+		return fmt.Errorf("bad DRAW time %q", ts)
+	}
+	qp, err := strconv.QuotedPrefix(q)
+	if err != nil || qp != q || q[0] != '"' {
+		return fmt.Errorf("bad DRAW user %q", q)
+	}
+	u, err := strconv.Unquote(q)
+	if err != nil || u == "" || strconv.Quote(u) != q {
+		return fmt.Errorf("bad DRAW user %q", q)
+	}
+	r.User, r.Time = u, t
+	return nil
+}
+
 // parseCanonical parses the Record.String() form into r.
 func parseCanonical(s string, r *Record) error {
 	verb, rest, _ := strings.Cut(s, " ")
@@ -167,7 +199,15 @@ func parseCanonical(s string, r *Record) error {
 	switch verb {
 	case "DRAW":
 		id, item, ok := strings.Cut(rest, " ")
-		if !ok || item == "" || strings.Contains(item, " ") {
+		if !ok || item == "" {
+			return fmt.Errorf("bad DRAW line")
+		}
+		if item, rest, ok = strings.Cut(item, " "); ok {
+			if err := parseUser(rest, r); err != nil {
+				return err
+			}
+		}
+		if item == "" {
 			return fmt.Errorf("bad DRAW line")
 		}
 		if r.RequestID, err = strconv.ParseUint(id, 10, 64); err != nil {

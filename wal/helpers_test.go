@@ -87,6 +87,11 @@ func (g *gen) batch(n int) []Record {
 			r.Kind, r.RequestID, r.Item, r.ItemID = KindDraw, g.req, slot, fmt.Sprintf("item-%d", slot)
 			g.req++
 		}
+		if (r.Kind == KindDraw || r.Kind == KindDrawFailed) && g.seq%4 == 0 {
+			// A player's draw: the user (quotes, a space, non-ASCII) and the
+			// writer's clock.
+			r.User, r.Time = fmt.Sprintf("player \"%d\" é", g.seq%5), 1_764_547_200_000+int64(g.seq)
+		}
 		recs = append(recs, r)
 		g.seq++
 	}

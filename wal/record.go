@@ -93,16 +93,21 @@ type Record struct {
 	Weight    uint64 // KindAdd, KindSet; in units of 1e-6
 	Key       string // KindKey
 	Count     uint32 // KindKey
+	// User is the player a draw was for (KindDraw, KindDrawFailed; "" for
+	// none), Time the writer's clock when it decided the draw, in Unix
+	// milliseconds: per-player rules that depend on the day replay with
+	// the logged time, never the replaying node's. Time is logged only
+	// with a user.
+	User string
+	Time int64
 }
 
 // String renders r in the canonical text form without framing,
 // e.g. "DRAW 101 gold" or "DRAW 102 FAILED".
 func (r *Record) String() string {
 	switch r.Kind {
-	case KindDraw:
-		return fmt.Sprintf("DRAW %d %s", r.RequestID, r.ItemID)
-	case KindDrawFailed:
-		return fmt.Sprintf("DRAW %d FAILED", r.RequestID)
+	case KindDraw, KindDrawFailed:
+		return string(appendCanonical(nil, r))
 	case KindKey:
 		return fmt.Sprintf("KEY %q %d", r.Key, r.Count)
 	case KindAdd:

@@ -293,6 +293,9 @@ type Pool struct {
 	// Items seed the catalog. May be empty: items can be added later
 	// through the admin API.
 	Items []Item `yaml:"items"`
+	// Rules are the pool's player rules (pity, per-user and item caps, a
+	// window); nil: none. See README "Gacha rules".
+	Rules *Rules `yaml:"rules"`
 }
 
 // Item is one catalog entry. All three fields are required.
@@ -305,6 +308,10 @@ type Item struct {
 	// Weight is the relative chance, a plain decimal with at most 6
 	// places ("10", "0.25"), greater than 0 and at most 1000000.
 	Weight Weight `yaml:"weight"`
+	// Tier is an optional label ("ssr") that pity rules name; Featured
+	// marks the item a featured guarantee gives.
+	Tier     string `yaml:"tier"`
+	Featured bool   `yaml:"featured"`
 }
 
 // Default returns a configuration with every default and the built-in demo
@@ -372,6 +379,7 @@ func (c *Config) EngineOptions(p Pool) rewardpool.Options {
 	}
 	return rewardpool.Options{
 		Items:               items,
+		Rules:               gachaRules(p),
 		Durability:          rewardpool.Durability(c.Durability),
 		SyncInterval:        time.Duration(c.SyncInterval),
 		Codec:               c.WAL.Codec,

@@ -521,6 +521,7 @@ func (p *parser) pools(v *yaml.Node, path string) []Pool {
 		seen := p.mapping(pn, pp, []field{
 			{"name", p.str(&pl.Name)},
 			{"items", func(v *yaml.Node, path string) { pl.Items, p.src.items[i] = p.items(v, path) }},
+			{"rules", func(v *yaml.Node, path string) { pl.Rules = p.rules(v, path) }},
 		})
 		if pn.Kind == yaml.MappingNode && !seen["name"] {
 			p.fail(pp+".name", pn, "name is missing")
@@ -588,6 +589,8 @@ func (p *parser) items(v *yaml.Node, path string) ([]Item, []itemLines) {
 			{"id", required(p.str(&it.ID))},
 			{"quantity", required(p.int64f(&it.Quantity, -1<<63))},
 			{"weight", required(scalar(p, &it.Weight, "a number like 10 or 0.5", ParseWeight))},
+			{"tier", p.str(&it.Tier)},
+			{"featured", scalar(p, &it.Featured, "true or false", parseBool)},
 		})
 		p.item = nil
 		if in.Kind != yaml.MappingNode {

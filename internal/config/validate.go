@@ -210,6 +210,7 @@ func (c *Config) check() []problem {
 				bad(ip(j, "weight"), it.Weight, "%s", itemMsg(err))
 			}
 		}
+		c.checkRules(i, bad)
 	}
 	return probs
 }

@@ -25,7 +25,7 @@ func ToProto(r *wal.Record) *rpv1.WALRecord {
 	return &rpv1.WALRecord{
 		Seq: r.Seq, Epoch: r.Epoch, Kind: KindName(r.Kind), Commit: r.Commit,
 		RequestId: r.RequestID, Slot: r.Item, ItemId: r.ItemID, Quantity: r.Quantity,
-		WeightUnits: r.Weight, Key: r.Key, Count: r.Count,
+		WeightUnits: r.Weight, Key: r.Key, Count: r.Count, User: r.User, TimeUnixMs: r.Time,
 	}
 }
 
@@ -38,6 +38,6 @@ func FromProto(p *rpv1.WALRecord) (wal.Record, error) {
 	return wal.Record{
 		Seq: p.GetSeq(), Epoch: p.GetEpoch(), Kind: k, Commit: p.GetCommit(),
 		RequestID: p.GetRequestId(), Item: p.GetSlot(), ItemID: p.GetItemId(), Quantity: p.GetQuantity(),
-		Weight: p.GetWeightUnits(), Key: p.GetKey(), Count: p.GetCount(),
+		Weight: p.GetWeightUnits(), Key: p.GetKey(), Count: p.GetCount(), User: p.GetUser(), Time: p.GetTimeUnixMs(),
 	}, nil
 }

@@ -86,8 +86,14 @@ type DrawRequest struct {
 	// pool: the same key on another pool is another request. Empty means no
 	// key.
 	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The player the draws are for: at most 128 bytes of valid UTF-8
+	// (INVALID_ARGUMENT "user_id" otherwise). A pool with player rules (pity,
+	// per-user or item caps) requires it (INVALID_ARGUMENT "user_id" when
+	// empty); its per-player state is updated in the same logged batch as
+	// the draws. See README "Gacha rules".
+	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DrawRequest) Reset() {
@@ -141,6 +147,13 @@ func (x *DrawRequest) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *DrawRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 // Draw is the outcome of one draw.
 type Draw struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -151,7 +164,11 @@ type Draw struct {
 	ItemId string `protobuf:"bytes,2,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
 	// Empty on success. Otherwise a stable, upper-case reason; today only
 	// "POOL_EMPTY" (no item had stock left). A failed draw is still logged.
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// The pool rule that forced or boosted this draw, e.g. "ssr hard pity",
+	// "ssr soft pity", "featured guarantee", or "pity tier unavailable:
+	// normal draw"; empty when no rule acted (and in a replayed answer).
+	Pity          string `protobuf:"bytes,4,opt,name=pity,proto3" json:"pity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,6 +220,13 @@ func (x *Draw) GetItemId() string {
 func (x *Draw) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *Draw) GetPity() string {
+	if x != nil {
+		return x.Pity
 	}
 	return ""
 }
@@ -903,7 +927,13 @@ type WALRecord struct {
 	// KEY: the idempotency key.
 	Key string `protobuf:"bytes,10,opt,name=key,proto3" json:"key,omitempty"`
 	// KEY: how many draw records that follow belong to the key.
-	Count         uint32 `protobuf:"varint,11,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,11,opt,name=count,proto3" json:"count,omitempty"`
+	// DRAW, DRAW_FAILED: the player the draw was for; empty for none.
+	User string `protobuf:"bytes,12,opt,name=user,proto3" json:"user,omitempty"`
+	// DRAW, DRAW_FAILED with a user: the writer's clock when it decided the
+	// draw, Unix milliseconds. Per-player rules that depend on the day
+	// replay with it.
+	TimeUnixMs    int64 `protobuf:"varint,13,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1011,6 +1041,20 @@ func (x *WALRecord) GetKey() string {
 func (x *WALRecord) GetCount() uint32 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *WALRecord) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *WALRecord) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
 	}
 	return 0
 }
@@ -1236,16 +1280,18 @@ var File_rewardpool_v1_rewardpool_proto protoreflect.FileDescriptor
 
 const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\n" +
-	"\x1erewardpool/v1/rewardpool.proto\x12\rrewardpool.v1\"`\n" +
+	"\x1erewardpool/v1/rewardpool.proto\x12\rrewardpool.v1\"y\n" +
 	"\vDrawRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12'\n" +
-	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"T\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\"h\n" +
 	"\x04Draw\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x17\n" +
 	"\aitem_id\x18\x02 \x01(\tR\x06itemId\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"9\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x12\n" +
+	"\x04pity\x18\x04 \x01(\tR\x04pity\"9\n" +
 	"\fDrawResponse\x12)\n" +
 	"\x05draws\x18\x01 \x03(\v2\x13.rewardpool.v1.DrawR\x05draws\"J\n" +
 	"\x04Item\x12\x0e\n" +
@@ -1284,7 +1330,7 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x1d\n" +
 	"\n" +
-	"last_epoch\x18\x03 \x01(\x04R\tlastEpoch\"\x92\x02\n" +
+	"last_epoch\x18\x03 \x01(\x04R\tlastEpoch\"\xc8\x02\n" +
 	"\tWALRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
@@ -1298,7 +1344,10 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\fweight_units\x18\t \x01(\x04R\vweightUnits\x12\x10\n" +
 	"\x03key\x18\n" +
 	" \x01(\tR\x03key\x12\x14\n" +
-	"\x05count\x18\v \x01(\rR\x05count\"(\n" +
+	"\x05count\x18\v \x01(\rR\x05count\x12\x12\n" +
+	"\x04user\x18\f \x01(\tR\x04user\x12 \n" +
+	"\ftime_unix_ms\x18\r \x01(\x03R\n" +
+	"timeUnixMs\"(\n" +
 	"\x12GetSnapshotRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\"I\n" +
 	"\rSnapshotChunk\x12\x12\n" +

@@ -1,0 +1,256 @@
+package rewardpool
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rewardpool/rewardpool/gacha"
+	"github.com/rewardpool/rewardpool/wal"
+)
+
+// rulesOptions is a pool with playerRules and a clock inside its window.
+func rulesOptions(now *time.Time) Options {
+	o := testOptions()
+	o.Items, o.Rules = playerItems(), playerRules()
+	o.clock = func() time.Time { return *now }
+	return o
+}
+
+// hardOnly is playerRules without soft pity, caps or window: pity counters
+// climb to the hard pity for sure.
+func hardOnly() *gacha.Rules {
+	r := playerRules()
+	r.Pity[0].SoftStart, r.Pity[0].SoftStep = 0, 0
+	r.PerUser, r.Window = gacha.PerUser{}, gacha.Window{}
+	return r
+}
+
+func playerState(t *testing.T, e *Engine, user string) gacha.PlayerState {
+	t.Helper()
+	ps, _, err := e.Player(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+// A draw for a player is validated: a rules pool needs a user id, and any
+// user id is at most 128 bytes of UTF-8.
+func TestRulesUserIDValidation(t *testing.T) {
+	now := modelStart.Add(time.Hour)
+	e := mustOpen(t, t.TempDir(), rulesOptions(&now))
+	defer e.Close()
+	for name, req := range map[string]DrawRequest{
+		"missing":  {},
+		"too long": {UserID: strings.Repeat("u", 129)},
+		"not utf8": {UserID: "\xff"},
+	} {
+		_, err := e.Draw(ctx, req)
+		if !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), "user_id") {
+			t.Errorf("%s: %v, want ErrInvalidRequest naming user_id", name, err)
+		}
+	}
+	mustDraw(t, e, DrawRequest{UserID: strings.Repeat("u", 128)})
+}
+
+// A request refused by a cap or the window takes no request id and writes
+// nothing; the error names the cap and its reset.
+func TestRulesRefusalTakesNoID(t *testing.T) {
+	now := modelStart.Add(time.Hour)
+	e := mustOpen(t, t.TempDir(), rulesOptions(&now))
+	defer e.Close()
+	mustDraw(t, e, DrawRequest{Count: 7, UserID: "alice"})
+	before := mustState(t, e)
+	_, err := e.Draw(ctx, DrawRequest{Count: 2, UserID: "alice"}) // 7+2 > 8 a day
+	var le *gacha.LimitError
+	if !errors.Is(err, ErrUserLimit) || !errors.As(err, &le) || le.Rule != "max_draws_per_day" ||
+		!strings.Contains(err.Error(), "2026-12-02T00:00:00Z") {
+		t.Fatalf("over the daily cap: %v", err)
+	}
+	now = modelStart.Add(-time.Minute)
+	if _, err := e.Draw(ctx, DrawRequest{UserID: "bob"}); !errors.Is(err, ErrPoolClosed) || !strings.Contains(err.Error(), "2026-12-06T00:00:00Z") {
+		t.Fatalf("before the window: %v", err)
+	}
+	after := mustState(t, e)
+	if after.Seq != before.Seq || after.LastRequestID != before.LastRequestID {
+		t.Fatalf("refusals moved seq %d->%d, request id %d->%d", before.Seq, after.Seq, before.LastRequestID, after.LastRequestID)
+	}
+	// One more fits the day.
+	now = modelStart.Add(2 * time.Hour)
+	if res := mustDraw(t, e, DrawRequest{UserID: "alice"}); res[0].RequestID != before.LastRequestID+1 {
+		t.Fatalf("next id %d, want %d", res[0].RequestID, before.LastRequestID+1)
+	}
+}
+
+// Pity fires on the right pull and the answer says so; the counters survive
+// a restart that replays the log without a snapshot.
+func TestRulesHardPityAcrossRestart(t *testing.T) {
+	now := modelStart.Add(time.Hour)
+	dir := t.TempDir()
+	o := rulesOptions(&now)
+	o.Rules = hardOnly()
+	e := mustOpen(t, dir, o)
+	// Draw until alice's ssr counter is 5: her next draw must be an ssr.
+	for i := 0; playerState(t, e, "alice").Pity[0].Count != 5; i++ {
+		if i > 100 {
+			t.Fatal("ssr counter never reached 5")
+		}
+		mustDraw(t, e, DrawRequest{UserID: "alice"})
+	}
+	want := playerState(t, e, "alice")
+	_, digest := mustDigest(t, e)
+	// Crash-like: the writer's memory is gone, the snapshots too: only the
+	// log rebuilds the players.
+	e.Close()
+	removeSnapshots(t, dir)
+	e = mustOpen(t, dir, o)
+	defer e.Close()
+	if _, d := mustDigest(t, e); d != digest {
+		t.Fatalf("digest %s after replay, %s before", d, digest)
+	}
+	if got := playerState(t, e, "alice"); got.Pity[0].Count != want.Pity[0].Count || got.Draws != want.Draws {
+		t.Fatalf("after replay %+v, before %+v", got, want)
+	}
+	res := mustDraw(t, e, DrawRequest{UserID: "alice"})
+	if !strings.HasPrefix(res[0].ItemID, "ssr") || !strings.Contains(res[0].Pity, "ssr hard pity") {
+		t.Fatalf("6th draw without an ssr: %+v", res[0])
+	}
+}
+
+// A batch whose write fails is undone: the players' state too.
+func TestRulesUndoFailedBatch(t *testing.T) {
+	now := modelStart.Add(time.Hour)
+	var fail atomic.Bool
+	o := rulesOptions(&now)
+	o.walHooks = wal.Hooks{Write: func(p []byte) (int, error) {
+		if fail.Load() {
+			return 0, errors.New("injected EIO")
+		}
+		return len(p), nil
+	}}
+	e := mustOpen(t, t.TempDir(), o)
+	defer e.Close()
+	mustDraw(t, e, DrawRequest{Count: 2, UserID: "alice"})
+	before := playerState(t, e, "alice")
+	_, digest := mustDigest(t, e)
+	fail.Store(true)
+	if _, err := e.Draw(ctx, DrawRequest{Count: 3, UserID: "alice"}); !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("draw with a failing write: %v", err)
+	}
+	if _, err := e.Draw(ctx, DrawRequest{UserID: "newcomer"}); err == nil {
+		t.Fatal("draw after the log failed succeeded")
+	}
+	if got := playerState(t, e, "alice"); got.Draws != before.Draws || got.Pity[0].Count != before.Pity[0].Count {
+		t.Fatalf("alice after the failed batch %+v, before %+v", got, before)
+	}
+	if _, known, _ := e.Player(ctx, "newcomer"); known {
+		t.Fatal("a player of a failed batch exists")
+	}
+	if _, d := mustDigest(t, e); d != digest {
+		t.Fatalf("digest %s after the failed batch, %s before", d, digest)
+	}
+}
+
+// A replica applying the primary's records derives the same players: equal
+// digests, equal player state.
+func TestRulesReplicaDigest(t *testing.T) {
+	now := modelStart.Add(time.Hour)
+	f := &feed{}
+	po := rulesOptions(&now)
+	po.Committed = f.committed
+	for _, codec := range []string{"binary", "text", "jsonl"} {
+		t.Run(codec, func(t *testing.T) {
+			po.Codec = codec
+			p := mustOpen(t, t.TempDir(), po)
+			defer p.Close()
+			ro := rulesOptions(&now)
+			ro.Items, ro.Replica, ro.Codec = nil, true, codec
+			r := mustOpen(t, t.TempDir(), ro)
+			defer r.Close()
+			var seed []wal.Record
+			if err := p.ScanLog(1, func(rec *wal.Record) error { seed = append(seed, *rec); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Apply(ctx, seed); err != nil {
+				t.Fatal(err)
+			}
+			f.take()
+			for i := range 12 {
+				mustDraw(t, p, DrawRequest{Count: 1 + i%2, UserID: []string{"alice", "bob", "carol é"}[i%3]})
+				if i == 5 {
+					now = now.Add(24 * time.Hour) // the replica's own clock is not used
+				}
+			}
+			for _, b := range f.take() {
+				if err := r.Apply(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ps, pd := mustDigest(t, p)
+			rs, rd := mustDigest(t, r)
+			if ps != rs || pd != rd {
+				t.Fatalf("primary %d/%s, replica %d/%s", ps, pd, rs, rd)
+			}
+			now = now.Add(100 * 24 * time.Hour) // a clock far away changes nothing derived
+			if a, b := playerState(t, p, "bob"), playerState(t, r, "bob"); a.Draws != b.Draws || a.Pity[0].Count != b.Pity[0].Count || a.Draws == 0 {
+				t.Fatalf("bob on the primary %+v, on the replica %+v", a, b)
+			}
+			now = modelStart.Add(time.Hour)
+		})
+	}
+}
+
+// Rules that do not fit the catalog refuse to open, naming the rule.
+func TestRulesBadOptions(t *testing.T) {
+	now := modelStart
+	o := rulesOptions(&now)
+	r := playerRules()
+	r.Pity[1].SoftStart, r.Pity[1].SoftStep = 5, 0.1 // above hard 3
+	o.Rules = r
+	_, err := Open(t.TempDir(), o)
+	if !errors.Is(err, ErrBadOptions) || !strings.Contains(err.Error(), "pity[1].hard") {
+		t.Fatalf("Open with hard below soft_start: %v", err)
+	}
+}
+
+// Odds come from the rules' plan: a player at hard pity has the ssr tier
+// at 1, a new player the base odds.
+func TestRulesOdds(t *testing.T) {
+	now := modelStart.Add(time.Hour)
+	opts := rulesOptions(&now)
+	opts.Rules = hardOnly()
+	e := mustOpen(t, t.TempDir(), opts)
+	defer e.Close()
+	o, err := e.Odds(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, it := range o.Items {
+		sum += it.P
+	}
+	if o.Rule != "" || sum < 0.999999 || sum > 1.000001 {
+		t.Fatalf("new player's odds %+v (sum %v)", o, sum)
+	}
+	for i := 0; playerState(t, e, "alice").Pity[0].Count != 5; i++ {
+		if i > 100 {
+			t.Fatal("ssr counter never reached 5")
+		}
+		mustDraw(t, e, DrawRequest{UserID: "alice"})
+	}
+	o, err = e.Odds(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tier := range o.Tiers {
+		if tier.Tier == "ssr" && tier.P != 1 {
+			t.Fatalf("ssr tier at hard pity: %v", tier.P)
+		}
+	}
+	if o.Rule != "ssr hard pity" {
+		t.Fatalf("rule %q", o.Rule)
+	}
+}
