@@ -461,10 +461,9 @@ type PlayerState struct {
 
 // PityState is a player's counter for one pity rule.
 type PityState struct {
-	Tier           string
-	Count          uint32 // draws since the tier was last drawn
-	FeaturedOwed   bool   // the next item of the tier will be featured
-	FeaturedPolicy bool   // the rule has a featured guarantee
+	Pity                // the rule
+	Count        uint32 // draws since the tier was last drawn
+	FeaturedOwed bool   // the next item of the tier will be featured
 }
 
 // Held is how many of a capped item a player holds.
@@ -482,8 +481,8 @@ func (t *Table) Describe(row Row, ms int64) PlayerState {
 	}
 	ps := PlayerState{Draws: row[colDraws], DrawsToday: today(row, ms)}
 	for i, p := range t.rules.Pity {
-		ps.Pity = append(ps.Pity, PityState{Tier: p.Tier, Count: row[rowHeader+i],
-			FeaturedOwed: row[colFlags]&(1<<i) != 0, FeaturedPolicy: p.FeaturedGuarantee})
+		ps.Pity = append(ps.Pity, PityState{Pity: p, Count: row[rowHeader+i],
+			FeaturedOwed: row[colFlags]&(1<<i) != 0})
 	}
 	for i, c := range t.rules.ItemCaps {
 		ps.Held = append(ps.Held, Held{Item: c.Item, Count: row[rowHeader+len(t.pity)+i], Max: c.MaxPerUser})

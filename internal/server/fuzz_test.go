@@ -13,8 +13,8 @@ import (
 )
 
 // FuzzParseDrawBody: parseDrawBody never panics; on success Count is what
-// the body said (1 when absent) and Key is the body's idempotency_key,
-// exactly: valid UTF-8, and never a U+FFFD the body did not spell (invalid
+// the body said (1 when absent) and Key (User) is the body's
+// idempotency_key (user_id), exactly: valid UTF-8, and never a U+FFFD the body did not spell (invalid
 // bytes and lone surrogate escapes are refused, not replaced); an error is
 // always an *Error with code INVALID_ARGUMENT. Seeds are below
 // and in testdata/fuzz/FuzzParseDrawBody.
@@ -56,6 +56,11 @@ func FuzzParseDrawBody(f *testing.F) {
 		`{"idempotency_key": "\\ud800"}`,
 		`{"idempotency_key": "\ud83d\u0041"}`,
 		`{"idempotency_key": "\uD83D\uDE00x"}`,
+		`{"user_id": "alice"}`,
+		`{"count": 2, "idempotency_key": "k", "user_id": "bob \u00e9"}`,
+		`{"user_id": 7}`,
+		"{\"user_id\": \"a\xff\"}",
+		`{"user_id": "a\ud800"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -71,8 +76,8 @@ func FuzzParseDrawBody(f *testing.F) {
 			}
 			return
 		}
-		// Success: the body is empty or a JSON object with at most the two
-		// known fields, each once.
+		// Success: the body is empty or a JSON object with at most the
+		// three known fields, each once.
 		want := drawBody{Count: 1}
 		if len(bytes.TrimSpace(b)) > 0 {
 			var fields map[string]json.RawMessage
@@ -88,6 +93,11 @@ func FuzzParseDrawBody(f *testing.F) {
 						t.Fatalf("parseDrawBody(%q) accepted idempotency_key %s", b, raw)
 					}
 					checkKeyNotRewritten(t, b, raw, want.Key)
+				case "user_id":
+					if err := json.Unmarshal(raw, &want.User); err != nil {
+						t.Fatalf("parseDrawBody(%q) accepted user_id %s", b, raw)
+					}
+					checkKeyNotRewritten(t, b, raw, want.User)
 				default:
 					t.Fatalf("parseDrawBody(%q) accepted unknown field %q", b, name)
 				}

@@ -33,6 +33,8 @@ var methodAccess = map[string]access{
 	rpv1.RewardPool_GetPool_FullMethodName:    accessRead,
 	rpv1.RewardPool_PutItem_FullMethodName:    accessAdmin,
 	rpv1.RewardPool_DeleteItem_FullMethodName: accessAdmin,
+	rpv1.RewardPool_GetOdds_FullMethodName:    accessRead,
+	rpv1.RewardPool_GetPlayer_FullMethodName:  accessRead,
 
 	rpv1.Replication_StreamWAL_FullMethodName:   accessReplication,
 	rpv1.Replication_GetSnapshot_FullMethodName: accessReplication,
@@ -98,7 +100,7 @@ const errorDomain = "rewardpool.v1"
 // draw is the one draw path both gRPC methods use.
 func (g *grpcService) draw(ctx context.Context, req *rpv1.DrawRequest, transport string) (*rpv1.DrawResponse, error) {
 	start := time.Now()
-	res, err := g.s.draw(ctx, req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey())
+	res, err := g.s.draw(ctx, req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey(), req.GetUserId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -109,7 +111,7 @@ func (g *grpcService) draw(ctx context.Context, req *rpv1.DrawRequest, transport
 func drawResponse(res []rewardpool.DrawResult) *rpv1.DrawResponse {
 	out := &rpv1.DrawResponse{Draws: make([]*rpv1.Draw, len(res))}
 	for i, r := range res {
-		out.Draws[i] = &rpv1.Draw{RequestId: r.RequestID, ItemId: r.ItemID, Error: drawOutcome(r)}
+		out.Draws[i] = &rpv1.Draw{RequestId: r.RequestID, ItemId: r.ItemID, Error: drawOutcome(r), Pity: r.Pity}
 	}
 	return out
 }
@@ -119,7 +121,7 @@ func (g *grpcService) Draw(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.Dr
 }
 
 func (g *grpcService) Noop(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
-	res, err := g.s.noop(req.GetPool(), int64(req.GetCount()))
+	res, err := g.s.noop(req.GetPool(), int64(req.GetCount()), req.GetUserId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -128,7 +130,7 @@ func (g *grpcService) Noop(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.Dr
 
 func (g *grpcService) DrawStream(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse]) error {
 	check := func(req *rpv1.DrawRequest) error {
-		_, _, err := g.s.checkDraw(req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey())
+		_, _, err := g.s.checkDraw(req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey(), req.GetUserId())
 		return toStatus(err)
 	}
 	return pipeline(stream, check, func(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {

@@ -25,6 +25,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/noop/{pool}", s.guard(accessClient, s.handleNoop))
 	mux.HandleFunc("GET /v1/pools", s.guard(accessRead, s.handleListPools))
 	mux.HandleFunc("GET /v1/pools/{pool}", s.guard(accessRead, s.handleGetPool))
+	mux.HandleFunc("GET /v1/pools/{pool}/odds", s.guard(accessRead, s.handleOdds))
+	mux.HandleFunc("GET /v1/pools/{pool}/users/{user}", s.guard(accessRead, s.handlePlayer))
 	mux.HandleFunc("GET /v1/replication", s.guard(accessRead, s.handleReplication))
 	mux.HandleFunc("POST /v1/promote", s.guard(accessAdmin, s.handlePromote))
 	mux.HandleFunc("PUT /v1/pools/{pool}/items/{item}", s.guard(accessAdmin, s.handlePutItem))
@@ -150,6 +152,10 @@ func reasonStatus(reason string, byCode int) int {
 		// As the IETF Idempotency-Key draft says for a key reused with a
 		// different payload.
 		return http.StatusUnprocessableEntity
+	case ReasonUserLimit:
+		return http.StatusTooManyRequests
+	case ReasonPoolClosed:
+		return http.StatusForbidden
 	}
 	return byCode
 }
@@ -186,10 +192,11 @@ func readBody(r *http.Request) ([]byte, error) {
 type drawBody struct {
 	Count int64 // 1 when absent
 	Key   string
+	User  string
 }
 
-// parseDrawBody parses {"count": N, "idempotency_key": "..."}; both fields
-// are optional, an empty body means one draw. count may be a JSON number or
+// parseDrawBody parses {"count": N, "idempotency_key": "...", "user_id":
+// "..."}; every field is optional, an empty body means one draw. count may be a JSON number or
 // a string holding one (as protojson writes 64-bit integers). Errors name
 // the field and are INVALID_ARGUMENT.
 func parseDrawBody(b []byte) (drawBody, error) {
@@ -215,8 +222,15 @@ func parseDrawBody(b []byte) (drawBody, error) {
 				return out, invalid("idempotency_key: %v", err)
 			}
 			out.Key = key
+		case "user_id":
+			// Checked like a key: exactly the bytes the client sent.
+			user, err := parseKey(raw)
+			if err != nil {
+				return out, invalid("user_id: %v", err)
+			}
+			out.User = user
 		default:
-			return out, invalid("unknown field %q (want count, idempotency_key)", name)
+			return out, invalid("unknown field %q (want count, idempotency_key, user_id)", name)
 		}
 	}
 	return out, nil
@@ -372,7 +386,7 @@ func (s *Server) handleDraw(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pool := r.PathValue("pool")
-	res, err := s.draw(r.Context(), pool, body.Count, body.Key)
+	res, err := s.draw(r.Context(), pool, body.Count, body.Key, body.User)
 	if err != nil {
 		s.writeError(w, err)
 		return
@@ -387,7 +401,7 @@ func (s *Server) handleNoop(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := s.noop(r.PathValue("pool"), body.Count)
+	res, err := s.noop(r.PathValue("pool"), body.Count, body.User)
 	if err != nil {
 		s.writeError(w, err)
 		return
@@ -410,6 +424,10 @@ func appendDraws(b []byte, res []rewardpool.DrawResult) []byte {
 		} else {
 			b = append(b, `,"item_id":`...)
 			b = appendJSONString(b, r.ItemID)
+		}
+		if r.Pity != "" {
+			b = append(b, `,"pity":`...)
+			b = appendJSONString(b, r.Pity)
 		}
 		b = append(b, '}')
 	}

@@ -39,6 +39,13 @@ const (
 	// ReasonIdempotencyMismatch: the idempotency key was already used for a
 	// request with a different count. Nothing was drawn.
 	ReasonIdempotencyMismatch = "IDEMPOTENCY_KEY_MISMATCH"
+	// ReasonUserLimit: a per-user cap of the pool's rules refused the whole
+	// request (gRPC RESOURCE_EXHAUSTED, HTTP 429); the message names the
+	// cap and when it resets. Nothing was drawn, no request id taken.
+	ReasonUserLimit = "USER_LIMIT"
+	// ReasonPoolClosed: the pool's window is not open (gRPC
+	// FAILED_PRECONDITION, HTTP 403); the message gives the window.
+	ReasonPoolClosed = "POOL_CLOSED"
 )
 
 func (e *Error) Error() string { return e.Message }
@@ -87,6 +94,14 @@ func asError(err error) *Error {
 		// another size would hand back an answer to a different question.
 		se := errorf(codes.FailedPrecondition, err, "%v", err)
 		se.Reason = ReasonIdempotencyMismatch
+		return se
+	case errors.Is(err, rewardpool.ErrUserLimit):
+		se := errorf(codes.ResourceExhausted, err, "%v", err)
+		se.Reason = ReasonUserLimit
+		return se
+	case errors.Is(err, rewardpool.ErrPoolClosed):
+		se := errorf(codes.FailedPrecondition, err, "%v", err)
+		se.Reason = ReasonPoolClosed
 		return se
 	case errors.Is(err, rewardpool.ErrWAL):
 		return errorf(codes.Unavailable, err, "%v", err)
@@ -233,12 +248,12 @@ type poolView struct {
 
 // draw runs one draw request. count 0 means 1 on every transport: gRPC
 // cannot tell 0 from an absent field, so 0 is the default everywhere.
-func (s *Server) draw(ctx context.Context, pool string, count int64, key string) ([]rewardpool.DrawResult, error) {
-	e, count, err := s.checkDraw(pool, count, key)
+func (s *Server) draw(ctx context.Context, pool string, count int64, key, user string) ([]rewardpool.DrawResult, error) {
+	e, count, err := s.checkDraw(pool, count, key, user)
 	if err != nil {
 		return nil, err
 	}
-	res, err := e.Draw(ctx, rewardpool.DrawRequest{Count: int(count), IdempotencyKey: key})
+	res, err := e.Draw(ctx, rewardpool.DrawRequest{Count: int(count), IdempotencyKey: key, UserID: user})
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +266,7 @@ func (s *Server) draw(ctx context.Context, pool string, count int64, key string)
 // checkDraw does the checks of draw that need no engine call: the pool
 // exists and the server is ready, count and key are within bounds. It
 // returns the engine and the effective count.
-func (s *Server) checkDraw(pool string, count int64, key string) (*rewardpool.Engine, int64, error) {
+func (s *Server) checkDraw(pool string, count int64, key, user string) (*rewardpool.Engine, int64, error) {
 	e, err := s.pool(pool)
 	if err != nil {
 		return nil, 0, err
@@ -260,7 +275,7 @@ func (s *Server) checkDraw(pool string, count int64, key string) (*rewardpool.En
 		return nil, 0, err
 	}
 	// Capped only so the conversion to int is safe: far above any limit.
-	n, err := e.CheckDraw(rewardpool.DrawRequest{Count: int(min(count, math.MaxInt32)), IdempotencyKey: key})
+	n, err := e.CheckDraw(rewardpool.DrawRequest{Count: int(min(count, math.MaxInt32)), IdempotencyKey: key, UserID: user})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -270,8 +285,8 @@ func (s *Server) checkDraw(pool string, count int64, key string) (*rewardpool.En
 
 // noop validates like draw and answers placeholders without drawing: the
 // transport's own floor, for benchmarks.
-func (s *Server) noop(pool string, count int64) ([]rewardpool.DrawResult, error) {
-	_, count, err := s.checkDraw(pool, count, "")
+func (s *Server) noop(pool string, count int64, user string) ([]rewardpool.DrawResult, error) {
+	_, count, err := s.checkDraw(pool, count, "", user)
 	if err != nil {
 		return nil, err
 	}

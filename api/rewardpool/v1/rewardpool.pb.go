@@ -10,6 +10,8 @@
 //   GET    /v1/pools/{pool}              GetPoolRequest                    -> Pool
 //   PUT    /v1/pools/{pool}/items/{id}   PutItemRequest (pool, item_id from the path) -> Pool
 //   DELETE /v1/pools/{pool}/items/{id}   DeleteItemRequest                 -> Pool
+//   GET    /v1/pools/{pool}/odds[?user_id=U]  GetOddsRequest               -> Odds
+//   GET    /v1/pools/{pool}/users/{user}  GetPlayerRequest                 -> Player
 //
 // JSON notes: 64-bit integer fields (uint64, int64) are written as JSON
 // strings by protojson and accepted as either JSON numbers or strings.
@@ -63,6 +65,621 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GetOddsRequest names the pool and, optionally, the player.
+type GetOddsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name. Required (INVALID_ARGUMENT "pool"); NOT_FOUND when no such
+	// pool exists.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The player; empty: a player who never drew.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOddsRequest) Reset() {
+	*x = GetOddsRequest{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOddsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOddsRequest) ProtoMessage() {}
+
+func (x *GetOddsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOddsRequest.ProtoReflect.Descriptor instead.
+func (*GetOddsRequest) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetOddsRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *GetOddsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// ItemOdds is one item's probability for the next single draw.
+type ItemOdds struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Item id.
+	ItemId string `protobuf:"bytes,1,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
+	// Probability in [0, 1].
+	Probability   float64 `protobuf:"fixed64,2,opt,name=probability,proto3" json:"probability,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemOdds) Reset() {
+	*x = ItemOdds{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemOdds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemOdds) ProtoMessage() {}
+
+func (x *ItemOdds) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemOdds.ProtoReflect.Descriptor instead.
+func (*ItemOdds) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ItemOdds) GetItemId() string {
+	if x != nil {
+		return x.ItemId
+	}
+	return ""
+}
+
+func (x *ItemOdds) GetProbability() float64 {
+	if x != nil {
+		return x.Probability
+	}
+	return 0
+}
+
+// TierOdds is one tier's probability for the next single draw.
+type TierOdds struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tier label; "" stands for the items without a tier.
+	Tier string `protobuf:"bytes,1,opt,name=tier,proto3" json:"tier,omitempty"`
+	// Probability in [0, 1] that the draw lands in this tier.
+	Probability float64 `protobuf:"fixed64,2,opt,name=probability,proto3" json:"probability,omitempty"`
+	// The tier gives only its featured items (the player is owed one).
+	FeaturedOnly  bool `protobuf:"varint,3,opt,name=featured_only,json=featuredOnly,proto3" json:"featured_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TierOdds) Reset() {
+	*x = TierOdds{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TierOdds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TierOdds) ProtoMessage() {}
+
+func (x *TierOdds) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TierOdds.ProtoReflect.Descriptor instead.
+func (*TierOdds) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TierOdds) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *TierOdds) GetProbability() float64 {
+	if x != nil {
+		return x.Probability
+	}
+	return 0
+}
+
+func (x *TierOdds) GetFeaturedOnly() bool {
+	if x != nil {
+		return x.FeaturedOnly
+	}
+	return false
+}
+
+// Odds are the probabilities of a player's next single draw.
+type Odds struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The player asked about; empty for a player who never drew.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Every drawable item for this player, with its probability (they sum
+	// to 1; an empty list: nothing is drawable).
+	Items []*ItemOdds `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	// Every tier's probability (empty for a pool without rules).
+	Tiers []*TierOdds `protobuf:"bytes,4,rep,name=tiers,proto3" json:"tiers,omitempty"`
+	// The odds of a player who never drew: the base rates.
+	BaseItems []*ItemOdds `protobuf:"bytes,5,rep,name=base_items,json=baseItems,proto3" json:"base_items,omitempty"`
+	// The pity rule that applies to this draw ("ssr soft pity"), empty if none.
+	Pity string `protobuf:"bytes,6,opt,name=pity,proto3" json:"pity,omitempty"`
+	// A pity rule is due but its tier has nothing available: the draw is a
+	// normal one.
+	PityFallback bool `protobuf:"varint,7,opt,name=pity_fallback,json=pityFallback,proto3" json:"pity_fallback,omitempty"`
+	// The player's state the odds follow from (pity rules with counters).
+	Player *Player `protobuf:"bytes,8,opt,name=player,proto3" json:"player,omitempty"`
+	// A digest of the pool's rules and weights; it changes whenever they do.
+	ConfigHash    string `protobuf:"bytes,9,opt,name=config_hash,json=configHash,proto3" json:"config_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Odds) Reset() {
+	*x = Odds{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Odds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Odds) ProtoMessage() {}
+
+func (x *Odds) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Odds.ProtoReflect.Descriptor instead.
+func (*Odds) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Odds) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Odds) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Odds) GetItems() []*ItemOdds {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *Odds) GetTiers() []*TierOdds {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
+}
+
+func (x *Odds) GetBaseItems() []*ItemOdds {
+	if x != nil {
+		return x.BaseItems
+	}
+	return nil
+}
+
+func (x *Odds) GetPity() string {
+	if x != nil {
+		return x.Pity
+	}
+	return ""
+}
+
+func (x *Odds) GetPityFallback() bool {
+	if x != nil {
+		return x.PityFallback
+	}
+	return false
+}
+
+func (x *Odds) GetPlayer() *Player {
+	if x != nil {
+		return x.Player
+	}
+	return nil
+}
+
+func (x *Odds) GetConfigHash() string {
+	if x != nil {
+		return x.ConfigHash
+	}
+	return ""
+}
+
+// GetPlayerRequest names a pool and a player.
+type GetPlayerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name. Required (INVALID_ARGUMENT "pool"); NOT_FOUND when no such
+	// pool exists.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The player: 1 to 128 bytes of UTF-8 (INVALID_ARGUMENT "user_id").
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPlayerRequest) Reset() {
+	*x = GetPlayerRequest{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPlayerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPlayerRequest) ProtoMessage() {}
+
+func (x *GetPlayerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPlayerRequest.ProtoReflect.Descriptor instead.
+func (*GetPlayerRequest) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetPlayerRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *GetPlayerRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// Player is a player's state under a pool's rules.
+type Player struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The player.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// False for a player who never drew (their state is all zero).
+	Known bool `protobuf:"varint,3,opt,name=known,proto3" json:"known,omitempty"`
+	// Draws over the pool's life.
+	Draws uint32 `protobuf:"varint,4,opt,name=draws,proto3" json:"draws,omitempty"`
+	// Draws on the current UTC day (the writer's clock).
+	DrawsToday uint32 `protobuf:"varint,5,opt,name=draws_today,json=drawsToday,proto3" json:"draws_today,omitempty"`
+	// Each pity rule with the player's counter.
+	Pity []*PityCounter `protobuf:"bytes,6,rep,name=pity,proto3" json:"pity,omitempty"`
+	// Each capped item with how many the player holds.
+	Held          []*HeldItem `protobuf:"bytes,7,rep,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Player) Reset() {
+	*x = Player{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Player) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Player) ProtoMessage() {}
+
+func (x *Player) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Player.ProtoReflect.Descriptor instead.
+func (*Player) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Player) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Player) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Player) GetKnown() bool {
+	if x != nil {
+		return x.Known
+	}
+	return false
+}
+
+func (x *Player) GetDraws() uint32 {
+	if x != nil {
+		return x.Draws
+	}
+	return 0
+}
+
+func (x *Player) GetDrawsToday() uint32 {
+	if x != nil {
+		return x.DrawsToday
+	}
+	return 0
+}
+
+func (x *Player) GetPity() []*PityCounter {
+	if x != nil {
+		return x.Pity
+	}
+	return nil
+}
+
+func (x *Player) GetHeld() []*HeldItem {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+// PityCounter is one pity rule and the player's counter for it.
+type PityCounter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tier the rule waits for.
+	Tier string `protobuf:"bytes,1,opt,name=tier,proto3" json:"tier,omitempty"`
+	// The player's draws since the tier was last drawn for them.
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Draw number (count + 1) at which the tier is certain.
+	Hard uint32 `protobuf:"varint,3,opt,name=hard,proto3" json:"hard,omitempty"`
+	// Draw number from which the tier's probability rises (0: no soft pity).
+	SoftStart uint32 `protobuf:"varint,4,opt,name=soft_start,json=softStart,proto3" json:"soft_start,omitempty"`
+	// Absolute probability added per draw from soft_start on, capped at 1.
+	SoftStep float64 `protobuf:"fixed64,5,opt,name=soft_step,json=softStep,proto3" json:"soft_step,omitempty"`
+	// After a non-featured item of the tier, the next one is featured.
+	FeaturedGuarantee bool `protobuf:"varint,6,opt,name=featured_guarantee,json=featuredGuarantee,proto3" json:"featured_guarantee,omitempty"`
+	// The player's next item of the tier will be a featured one.
+	FeaturedOwed  bool `protobuf:"varint,7,opt,name=featured_owed,json=featuredOwed,proto3" json:"featured_owed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PityCounter) Reset() {
+	*x = PityCounter{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PityCounter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PityCounter) ProtoMessage() {}
+
+func (x *PityCounter) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PityCounter.ProtoReflect.Descriptor instead.
+func (*PityCounter) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PityCounter) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *PityCounter) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PityCounter) GetHard() uint32 {
+	if x != nil {
+		return x.Hard
+	}
+	return 0
+}
+
+func (x *PityCounter) GetSoftStart() uint32 {
+	if x != nil {
+		return x.SoftStart
+	}
+	return 0
+}
+
+func (x *PityCounter) GetSoftStep() float64 {
+	if x != nil {
+		return x.SoftStep
+	}
+	return 0
+}
+
+func (x *PityCounter) GetFeaturedGuarantee() bool {
+	if x != nil {
+		return x.FeaturedGuarantee
+	}
+	return false
+}
+
+func (x *PityCounter) GetFeaturedOwed() bool {
+	if x != nil {
+		return x.FeaturedOwed
+	}
+	return false
+}
+
+// HeldItem is how many of a capped item the player holds.
+type HeldItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Item id.
+	ItemId string `protobuf:"bytes,1,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
+	// Units the player has drawn.
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// The cap: at that count the item is no longer drawn for the player.
+	MaxPerUser    uint32 `protobuf:"varint,3,opt,name=max_per_user,json=maxPerUser,proto3" json:"max_per_user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldItem) Reset() {
+	*x = HeldItem{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldItem) ProtoMessage() {}
+
+func (x *HeldItem) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldItem.ProtoReflect.Descriptor instead.
+func (*HeldItem) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *HeldItem) GetItemId() string {
+	if x != nil {
+		return x.ItemId
+	}
+	return ""
+}
+
+func (x *HeldItem) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *HeldItem) GetMaxPerUser() uint32 {
+	if x != nil {
+		return x.MaxPerUser
+	}
+	return 0
+}
+
 // DrawRequest asks for draws from one pool.
 type DrawRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -98,7 +715,7 @@ type DrawRequest struct {
 
 func (x *DrawRequest) Reset() {
 	*x = DrawRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[0]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -110,7 +727,7 @@ func (x *DrawRequest) String() string {
 func (*DrawRequest) ProtoMessage() {}
 
 func (x *DrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[0]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -123,7 +740,7 @@ func (x *DrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrawRequest.ProtoReflect.Descriptor instead.
 func (*DrawRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{0}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DrawRequest) GetPool() string {
@@ -175,7 +792,7 @@ type Draw struct {
 
 func (x *Draw) Reset() {
 	*x = Draw{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[1]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -187,7 +804,7 @@ func (x *Draw) String() string {
 func (*Draw) ProtoMessage() {}
 
 func (x *Draw) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[1]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -200,7 +817,7 @@ func (x *Draw) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draw.ProtoReflect.Descriptor instead.
 func (*Draw) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{1}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Draw) GetRequestId() uint64 {
@@ -242,7 +859,7 @@ type DrawResponse struct {
 
 func (x *DrawResponse) Reset() {
 	*x = DrawResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[2]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +871,7 @@ func (x *DrawResponse) String() string {
 func (*DrawResponse) ProtoMessage() {}
 
 func (x *DrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[2]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +884,7 @@ func (x *DrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrawResponse.ProtoReflect.Descriptor instead.
 func (*DrawResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{2}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DrawResponse) GetDraws() []*Draw {
@@ -298,7 +915,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[3]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +927,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[3]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +940,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{3}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Item) GetId() string {
@@ -376,7 +993,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[4]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +1005,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[4]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +1018,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{4}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Pool) GetName() string {
@@ -455,7 +1072,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[5]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +1084,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[5]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +1097,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{5}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{13}
 }
 
 // ListPoolsResponse lists the pools on this node.
@@ -494,7 +1111,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[6]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +1123,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[6]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +1136,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{6}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -541,7 +1158,7 @@ type GetPoolRequest struct {
 
 func (x *GetPoolRequest) Reset() {
 	*x = GetPoolRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[7]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +1170,7 @@ func (x *GetPoolRequest) String() string {
 func (*GetPoolRequest) ProtoMessage() {}
 
 func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[7]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +1183,7 @@ func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{7}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetPoolRequest) GetPool() string {
@@ -600,7 +1217,7 @@ type PutItemRequest struct {
 
 func (x *PutItemRequest) Reset() {
 	*x = PutItemRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[8]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +1229,7 @@ func (x *PutItemRequest) String() string {
 func (*PutItemRequest) ProtoMessage() {}
 
 func (x *PutItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[8]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +1242,7 @@ func (x *PutItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutItemRequest.ProtoReflect.Descriptor instead.
 func (*PutItemRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{8}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutItemRequest) GetPool() string {
@@ -672,7 +1289,7 @@ type DeleteItemRequest struct {
 
 func (x *DeleteItemRequest) Reset() {
 	*x = DeleteItemRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[9]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +1301,7 @@ func (x *DeleteItemRequest) String() string {
 func (*DeleteItemRequest) ProtoMessage() {}
 
 func (x *DeleteItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[9]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +1314,7 @@ func (x *DeleteItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteItemRequest.ProtoReflect.Descriptor instead.
 func (*DeleteItemRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{9}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteItemRequest) GetPool() string {
@@ -730,7 +1347,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +1359,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +1372,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{10}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AckRequest) GetPool() string {
@@ -788,7 +1405,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +1417,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +1430,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{11}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{19}
 }
 
 // StreamWALRequest says which pool to follow and from where.
@@ -842,7 +1459,7 @@ type StreamWALRequest struct {
 
 func (x *StreamWALRequest) Reset() {
 	*x = StreamWALRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1471,7 @@ func (x *StreamWALRequest) String() string {
 func (*StreamWALRequest) ProtoMessage() {}
 
 func (x *StreamWALRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1484,7 @@ func (x *StreamWALRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamWALRequest.ProtoReflect.Descriptor instead.
 func (*StreamWALRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{12}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StreamWALRequest) GetPool() string {
@@ -940,7 +1557,7 @@ type WALRecord struct {
 
 func (x *WALRecord) Reset() {
 	*x = WALRecord{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1569,7 @@ func (x *WALRecord) String() string {
 func (*WALRecord) ProtoMessage() {}
 
 func (x *WALRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1582,7 @@ func (x *WALRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WALRecord.ProtoReflect.Descriptor instead.
 func (*WALRecord) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{13}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WALRecord) GetSeq() uint64 {
@@ -1071,7 +1688,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1700,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1713,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{14}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetSnapshotRequest) GetPool() string {
@@ -1122,7 +1739,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1751,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1764,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{15}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -1185,7 +1802,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1814,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1827,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{16}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PromoteRequest) GetForce() bool {
@@ -1234,7 +1851,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1863,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1876,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{17}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PromoteResponse) GetEpoch() uint64 {
@@ -1280,7 +1897,55 @@ var File_rewardpool_v1_rewardpool_proto protoreflect.FileDescriptor
 
 const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\n" +
-	"\x1erewardpool/v1/rewardpool.proto\x12\rrewardpool.v1\"y\n" +
+	"\x1erewardpool/v1/rewardpool.proto\x12\rrewardpool.v1\"=\n" +
+	"\x0eGetOddsRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"E\n" +
+	"\bItemOdds\x12\x17\n" +
+	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12 \n" +
+	"\vprobability\x18\x02 \x01(\x01R\vprobability\"e\n" +
+	"\bTierOdds\x12\x12\n" +
+	"\x04tier\x18\x01 \x01(\tR\x04tier\x12 \n" +
+	"\vprobability\x18\x02 \x01(\x01R\vprobability\x12#\n" +
+	"\rfeatured_only\x18\x03 \x01(\bR\ffeaturedOnly\"\xd2\x02\n" +
+	"\x04Odds\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12-\n" +
+	"\x05items\x18\x03 \x03(\v2\x17.rewardpool.v1.ItemOddsR\x05items\x12-\n" +
+	"\x05tiers\x18\x04 \x03(\v2\x17.rewardpool.v1.TierOddsR\x05tiers\x126\n" +
+	"\n" +
+	"base_items\x18\x05 \x03(\v2\x17.rewardpool.v1.ItemOddsR\tbaseItems\x12\x12\n" +
+	"\x04pity\x18\x06 \x01(\tR\x04pity\x12#\n" +
+	"\rpity_fallback\x18\a \x01(\bR\fpityFallback\x12-\n" +
+	"\x06player\x18\b \x01(\v2\x15.rewardpool.v1.PlayerR\x06player\x12\x1f\n" +
+	"\vconfig_hash\x18\t \x01(\tR\n" +
+	"configHash\"?\n" +
+	"\x10GetPlayerRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"\xdf\x01\n" +
+	"\x06Player\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05known\x18\x03 \x01(\bR\x05known\x12\x14\n" +
+	"\x05draws\x18\x04 \x01(\rR\x05draws\x12\x1f\n" +
+	"\vdraws_today\x18\x05 \x01(\rR\n" +
+	"drawsToday\x12.\n" +
+	"\x04pity\x18\x06 \x03(\v2\x1a.rewardpool.v1.PityCounterR\x04pity\x12+\n" +
+	"\x04held\x18\a \x03(\v2\x17.rewardpool.v1.HeldItemR\x04held\"\xdb\x01\n" +
+	"\vPityCounter\x12\x12\n" +
+	"\x04tier\x18\x01 \x01(\tR\x04tier\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x12\n" +
+	"\x04hard\x18\x03 \x01(\rR\x04hard\x12\x1d\n" +
+	"\n" +
+	"soft_start\x18\x04 \x01(\rR\tsoftStart\x12\x1b\n" +
+	"\tsoft_step\x18\x05 \x01(\x01R\bsoftStep\x12-\n" +
+	"\x12featured_guarantee\x18\x06 \x01(\bR\x11featuredGuarantee\x12#\n" +
+	"\rfeatured_owed\x18\a \x01(\bR\ffeaturedOwed\"[\n" +
+	"\bHeldItem\x12\x17\n" +
+	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12 \n" +
+	"\fmax_per_user\x18\x03 \x01(\rR\n" +
+	"maxPerUser\"y\n" +
 	"\vDrawRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12'\n" +
@@ -1358,7 +2023,7 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"=\n" +
 	"\x0fPromoteResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
-	"\x05pools\x18\x02 \x03(\tR\x05pools2\xb7\x04\n" +
+	"\x05pools\x18\x02 \x03(\tR\x05pools2\xbb\x05\n" +
 	"\n" +
 	"RewardPool\x12?\n" +
 	"\x04Draw\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse\x12I\n" +
@@ -1371,7 +2036,9 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"DeleteItem\x12 .rewardpool.v1.DeleteItemRequest\x1a\x13.rewardpool.v1.Pool\x12?\n" +
 	"\x04Noop\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse\x12I\n" +
 	"\n" +
-	"NoopStream\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse(\x010\x012\xb1\x02\n" +
+	"NoopStream\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse(\x010\x01\x12=\n" +
+	"\aGetOdds\x12\x1d.rewardpool.v1.GetOddsRequest\x1a\x13.rewardpool.v1.Odds\x12C\n" +
+	"\tGetPlayer\x12\x1f.rewardpool.v1.GetPlayerRequest\x1a\x15.rewardpool.v1.Player2\xb1\x02\n" +
 	"\vReplication\x12H\n" +
 	"\tStreamWAL\x12\x1f.rewardpool.v1.StreamWALRequest\x1a\x18.rewardpool.v1.WALRecord0\x01\x12P\n" +
 	"\vGetSnapshot\x12!.rewardpool.v1.GetSnapshotRequest\x1a\x1c.rewardpool.v1.SnapshotChunk0\x01\x12H\n" +
@@ -1390,60 +2057,78 @@ func file_rewardpool_v1_rewardpool_proto_rawDescGZIP() []byte {
 	return file_rewardpool_v1_rewardpool_proto_rawDescData
 }
 
-var file_rewardpool_v1_rewardpool_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_rewardpool_v1_rewardpool_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_rewardpool_v1_rewardpool_proto_goTypes = []any{
-	(*DrawRequest)(nil),        // 0: rewardpool.v1.DrawRequest
-	(*Draw)(nil),               // 1: rewardpool.v1.Draw
-	(*DrawResponse)(nil),       // 2: rewardpool.v1.DrawResponse
-	(*Item)(nil),               // 3: rewardpool.v1.Item
-	(*Pool)(nil),               // 4: rewardpool.v1.Pool
-	(*ListPoolsRequest)(nil),   // 5: rewardpool.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),  // 6: rewardpool.v1.ListPoolsResponse
-	(*GetPoolRequest)(nil),     // 7: rewardpool.v1.GetPoolRequest
-	(*PutItemRequest)(nil),     // 8: rewardpool.v1.PutItemRequest
-	(*DeleteItemRequest)(nil),  // 9: rewardpool.v1.DeleteItemRequest
-	(*AckRequest)(nil),         // 10: rewardpool.v1.AckRequest
-	(*AckResponse)(nil),        // 11: rewardpool.v1.AckResponse
-	(*StreamWALRequest)(nil),   // 12: rewardpool.v1.StreamWALRequest
-	(*WALRecord)(nil),          // 13: rewardpool.v1.WALRecord
-	(*GetSnapshotRequest)(nil), // 14: rewardpool.v1.GetSnapshotRequest
-	(*SnapshotChunk)(nil),      // 15: rewardpool.v1.SnapshotChunk
-	(*PromoteRequest)(nil),     // 16: rewardpool.v1.PromoteRequest
-	(*PromoteResponse)(nil),    // 17: rewardpool.v1.PromoteResponse
+	(*GetOddsRequest)(nil),     // 0: rewardpool.v1.GetOddsRequest
+	(*ItemOdds)(nil),           // 1: rewardpool.v1.ItemOdds
+	(*TierOdds)(nil),           // 2: rewardpool.v1.TierOdds
+	(*Odds)(nil),               // 3: rewardpool.v1.Odds
+	(*GetPlayerRequest)(nil),   // 4: rewardpool.v1.GetPlayerRequest
+	(*Player)(nil),             // 5: rewardpool.v1.Player
+	(*PityCounter)(nil),        // 6: rewardpool.v1.PityCounter
+	(*HeldItem)(nil),           // 7: rewardpool.v1.HeldItem
+	(*DrawRequest)(nil),        // 8: rewardpool.v1.DrawRequest
+	(*Draw)(nil),               // 9: rewardpool.v1.Draw
+	(*DrawResponse)(nil),       // 10: rewardpool.v1.DrawResponse
+	(*Item)(nil),               // 11: rewardpool.v1.Item
+	(*Pool)(nil),               // 12: rewardpool.v1.Pool
+	(*ListPoolsRequest)(nil),   // 13: rewardpool.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),  // 14: rewardpool.v1.ListPoolsResponse
+	(*GetPoolRequest)(nil),     // 15: rewardpool.v1.GetPoolRequest
+	(*PutItemRequest)(nil),     // 16: rewardpool.v1.PutItemRequest
+	(*DeleteItemRequest)(nil),  // 17: rewardpool.v1.DeleteItemRequest
+	(*AckRequest)(nil),         // 18: rewardpool.v1.AckRequest
+	(*AckResponse)(nil),        // 19: rewardpool.v1.AckResponse
+	(*StreamWALRequest)(nil),   // 20: rewardpool.v1.StreamWALRequest
+	(*WALRecord)(nil),          // 21: rewardpool.v1.WALRecord
+	(*GetSnapshotRequest)(nil), // 22: rewardpool.v1.GetSnapshotRequest
+	(*SnapshotChunk)(nil),      // 23: rewardpool.v1.SnapshotChunk
+	(*PromoteRequest)(nil),     // 24: rewardpool.v1.PromoteRequest
+	(*PromoteResponse)(nil),    // 25: rewardpool.v1.PromoteResponse
 }
 var file_rewardpool_v1_rewardpool_proto_depIdxs = []int32{
-	1,  // 0: rewardpool.v1.DrawResponse.draws:type_name -> rewardpool.v1.Draw
-	3,  // 1: rewardpool.v1.Pool.items:type_name -> rewardpool.v1.Item
-	4,  // 2: rewardpool.v1.ListPoolsResponse.pools:type_name -> rewardpool.v1.Pool
-	0,  // 3: rewardpool.v1.RewardPool.Draw:input_type -> rewardpool.v1.DrawRequest
-	0,  // 4: rewardpool.v1.RewardPool.DrawStream:input_type -> rewardpool.v1.DrawRequest
-	5,  // 5: rewardpool.v1.RewardPool.ListPools:input_type -> rewardpool.v1.ListPoolsRequest
-	7,  // 6: rewardpool.v1.RewardPool.GetPool:input_type -> rewardpool.v1.GetPoolRequest
-	8,  // 7: rewardpool.v1.RewardPool.PutItem:input_type -> rewardpool.v1.PutItemRequest
-	9,  // 8: rewardpool.v1.RewardPool.DeleteItem:input_type -> rewardpool.v1.DeleteItemRequest
-	0,  // 9: rewardpool.v1.RewardPool.Noop:input_type -> rewardpool.v1.DrawRequest
-	0,  // 10: rewardpool.v1.RewardPool.NoopStream:input_type -> rewardpool.v1.DrawRequest
-	12, // 11: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
-	14, // 12: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
-	16, // 13: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
-	10, // 14: rewardpool.v1.Replication.Ack:input_type -> rewardpool.v1.AckRequest
-	2,  // 15: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
-	2,  // 16: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
-	6,  // 17: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
-	4,  // 18: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
-	4,  // 19: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
-	4,  // 20: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
-	2,  // 21: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
-	2,  // 22: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
-	13, // 23: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
-	15, // 24: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
-	17, // 25: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
-	11, // 26: rewardpool.v1.Replication.Ack:output_type -> rewardpool.v1.AckResponse
-	15, // [15:27] is the sub-list for method output_type
-	3,  // [3:15] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	1,  // 0: rewardpool.v1.Odds.items:type_name -> rewardpool.v1.ItemOdds
+	2,  // 1: rewardpool.v1.Odds.tiers:type_name -> rewardpool.v1.TierOdds
+	1,  // 2: rewardpool.v1.Odds.base_items:type_name -> rewardpool.v1.ItemOdds
+	5,  // 3: rewardpool.v1.Odds.player:type_name -> rewardpool.v1.Player
+	6,  // 4: rewardpool.v1.Player.pity:type_name -> rewardpool.v1.PityCounter
+	7,  // 5: rewardpool.v1.Player.held:type_name -> rewardpool.v1.HeldItem
+	9,  // 6: rewardpool.v1.DrawResponse.draws:type_name -> rewardpool.v1.Draw
+	11, // 7: rewardpool.v1.Pool.items:type_name -> rewardpool.v1.Item
+	12, // 8: rewardpool.v1.ListPoolsResponse.pools:type_name -> rewardpool.v1.Pool
+	8,  // 9: rewardpool.v1.RewardPool.Draw:input_type -> rewardpool.v1.DrawRequest
+	8,  // 10: rewardpool.v1.RewardPool.DrawStream:input_type -> rewardpool.v1.DrawRequest
+	13, // 11: rewardpool.v1.RewardPool.ListPools:input_type -> rewardpool.v1.ListPoolsRequest
+	15, // 12: rewardpool.v1.RewardPool.GetPool:input_type -> rewardpool.v1.GetPoolRequest
+	16, // 13: rewardpool.v1.RewardPool.PutItem:input_type -> rewardpool.v1.PutItemRequest
+	17, // 14: rewardpool.v1.RewardPool.DeleteItem:input_type -> rewardpool.v1.DeleteItemRequest
+	8,  // 15: rewardpool.v1.RewardPool.Noop:input_type -> rewardpool.v1.DrawRequest
+	8,  // 16: rewardpool.v1.RewardPool.NoopStream:input_type -> rewardpool.v1.DrawRequest
+	0,  // 17: rewardpool.v1.RewardPool.GetOdds:input_type -> rewardpool.v1.GetOddsRequest
+	4,  // 18: rewardpool.v1.RewardPool.GetPlayer:input_type -> rewardpool.v1.GetPlayerRequest
+	20, // 19: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
+	22, // 20: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
+	24, // 21: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
+	18, // 22: rewardpool.v1.Replication.Ack:input_type -> rewardpool.v1.AckRequest
+	10, // 23: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
+	10, // 24: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
+	14, // 25: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
+	12, // 26: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
+	12, // 27: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
+	12, // 28: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
+	10, // 29: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
+	10, // 30: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
+	3,  // 31: rewardpool.v1.RewardPool.GetOdds:output_type -> rewardpool.v1.Odds
+	5,  // 32: rewardpool.v1.RewardPool.GetPlayer:output_type -> rewardpool.v1.Player
+	21, // 33: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
+	23, // 34: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
+	25, // 35: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
+	19, // 36: rewardpool.v1.Replication.Ack:output_type -> rewardpool.v1.AckResponse
+	23, // [23:37] is the sub-list for method output_type
+	9,  // [9:23] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_rewardpool_v1_rewardpool_proto_init() }
@@ -1451,14 +2136,14 @@ func file_rewardpool_v1_rewardpool_proto_init() {
 	if File_rewardpool_v1_rewardpool_proto != nil {
 		return
 	}
-	file_rewardpool_v1_rewardpool_proto_msgTypes[8].OneofWrappers = []any{}
+	file_rewardpool_v1_rewardpool_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rewardpool_v1_rewardpool_proto_rawDesc), len(file_rewardpool_v1_rewardpool_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -10,6 +10,8 @@
 //   GET    /v1/pools/{pool}              GetPoolRequest                    -> Pool
 //   PUT    /v1/pools/{pool}/items/{id}   PutItemRequest (pool, item_id from the path) -> Pool
 //   DELETE /v1/pools/{pool}/items/{id}   DeleteItemRequest                 -> Pool
+//   GET    /v1/pools/{pool}/odds[?user_id=U]  GetOddsRequest               -> Odds
+//   GET    /v1/pools/{pool}/users/{user}  GetPlayerRequest                 -> Player
 //
 // JSON notes: 64-bit integer fields (uint64, int64) are written as JSON
 // strings by protojson and accepted as either JSON numbers or strings.
@@ -69,6 +71,8 @@ const (
 	RewardPool_DeleteItem_FullMethodName = "/rewardpool.v1.RewardPool/DeleteItem"
 	RewardPool_Noop_FullMethodName       = "/rewardpool.v1.RewardPool/Noop"
 	RewardPool_NoopStream_FullMethodName = "/rewardpool.v1.RewardPool/NoopStream"
+	RewardPool_GetOdds_FullMethodName    = "/rewardpool.v1.RewardPool/GetOdds"
+	RewardPool_GetPlayer_FullMethodName  = "/rewardpool.v1.RewardPool/GetPlayer"
 )
 
 // RewardPoolClient is the client API for RewardPool service.
@@ -145,6 +149,15 @@ type RewardPoolClient interface {
 	Noop(ctx context.Context, in *DrawRequest, opts ...grpc.CallOption) (*DrawResponse, error)
 	// NoopStream is Noop over a bidirectional stream, the floor of DrawStream.
 	NoopStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DrawRequest, DrawResponse], error)
+	// GetOdds returns the exact probabilities of one player's next single
+	// draw (or a new player's, without user_id), computed by the code that
+	// draws: stock, item caps, pity and the featured guarantee included.
+	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT "user_id".
+	GetOdds(ctx context.Context, in *GetOddsRequest, opts ...grpc.CallOption) (*Odds, error)
+	// GetPlayer returns a player's state under the pool's rules.
+	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT "user_id" (empty,
+	// over 128 bytes, not UTF-8).
+	GetPlayer(ctx context.Context, in *GetPlayerRequest, opts ...grpc.CallOption) (*Player, error)
 }
 
 type rewardPoolClient struct {
@@ -241,6 +254,26 @@ func (c *rewardPoolClient) NoopStream(ctx context.Context, opts ...grpc.CallOpti
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RewardPool_NoopStreamClient = grpc.BidiStreamingClient[DrawRequest, DrawResponse]
 
+func (c *rewardPoolClient) GetOdds(ctx context.Context, in *GetOddsRequest, opts ...grpc.CallOption) (*Odds, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Odds)
+	err := c.cc.Invoke(ctx, RewardPool_GetOdds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rewardPoolClient) GetPlayer(ctx context.Context, in *GetPlayerRequest, opts ...grpc.CallOption) (*Player, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Player)
+	err := c.cc.Invoke(ctx, RewardPool_GetPlayer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RewardPoolServer is the server API for RewardPool service.
 // All implementations must embed UnimplementedRewardPoolServer
 // for forward compatibility.
@@ -315,6 +348,15 @@ type RewardPoolServer interface {
 	Noop(context.Context, *DrawRequest) (*DrawResponse, error)
 	// NoopStream is Noop over a bidirectional stream, the floor of DrawStream.
 	NoopStream(grpc.BidiStreamingServer[DrawRequest, DrawResponse]) error
+	// GetOdds returns the exact probabilities of one player's next single
+	// draw (or a new player's, without user_id), computed by the code that
+	// draws: stock, item caps, pity and the featured guarantee included.
+	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT "user_id".
+	GetOdds(context.Context, *GetOddsRequest) (*Odds, error)
+	// GetPlayer returns a player's state under the pool's rules.
+	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT "user_id" (empty,
+	// over 128 bytes, not UTF-8).
+	GetPlayer(context.Context, *GetPlayerRequest) (*Player, error)
 	mustEmbedUnimplementedRewardPoolServer()
 }
 
@@ -348,6 +390,12 @@ func (UnimplementedRewardPoolServer) Noop(context.Context, *DrawRequest) (*DrawR
 }
 func (UnimplementedRewardPoolServer) NoopStream(grpc.BidiStreamingServer[DrawRequest, DrawResponse]) error {
 	return status.Error(codes.Unimplemented, "method NoopStream not implemented")
+}
+func (UnimplementedRewardPoolServer) GetOdds(context.Context, *GetOddsRequest) (*Odds, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOdds not implemented")
+}
+func (UnimplementedRewardPoolServer) GetPlayer(context.Context, *GetPlayerRequest) (*Player, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPlayer not implemented")
 }
 func (UnimplementedRewardPoolServer) mustEmbedUnimplementedRewardPoolServer() {}
 func (UnimplementedRewardPoolServer) testEmbeddedByValue()                    {}
@@ -492,6 +540,42 @@ func _RewardPool_NoopStream_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RewardPool_NoopStreamServer = grpc.BidiStreamingServer[DrawRequest, DrawResponse]
 
+func _RewardPool_GetOdds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOddsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RewardPoolServer).GetOdds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RewardPool_GetOdds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RewardPoolServer).GetOdds(ctx, req.(*GetOddsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RewardPool_GetPlayer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPlayerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RewardPoolServer).GetPlayer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RewardPool_GetPlayer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RewardPoolServer).GetPlayer(ctx, req.(*GetPlayerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RewardPool_ServiceDesc is the grpc.ServiceDesc for RewardPool service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -522,6 +606,14 @@ var RewardPool_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Noop",
 			Handler:    _RewardPool_Noop_Handler,
+		},
+		{
+			MethodName: "GetOdds",
+			Handler:    _RewardPool_GetOdds_Handler,
+		},
+		{
+			MethodName: "GetPlayer",
+			Handler:    _RewardPool_GetPlayer_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,225 @@
+package server
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	rpool "github.com/rewardpool/rewardpool"
+	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"github.com/rewardpool/rewardpool/internal/config"
+)
+
+// rulesPools adds "banner" (every draw of a player is a forced ssr, three
+// draws a day, two ssr_a at most per player) and "closed" (a window that
+// ended) to the test pools.
+func rulesPools(c *config.Config) {
+	c.Pools = append(c.Pools,
+		config.Pool{Name: "banner",
+			Items: []config.Item{
+				{ID: "ssr_a", Quantity: rpool.Unlimited, Weight: rpool.WeightUnit, Tier: "ssr", Featured: true},
+				{ID: "ssr_b", Quantity: rpool.Unlimited, Weight: rpool.WeightUnit, Tier: "ssr"},
+				{ID: "common", Quantity: rpool.Unlimited, Weight: 98 * rpool.WeightUnit},
+			},
+			Rules: &config.Rules{
+				Pity:     []config.PityRule{{Tier: "ssr", Hard: 1}},
+				PerUser:  config.PerUser{MaxDrawsPerDay: 3},
+				ItemCaps: []config.ItemCap{{Item: "ssr_a", MaxPerUser: 2}},
+			}},
+		config.Pool{Name: "closed",
+			Items: []config.Item{{ID: "x", Quantity: rpool.Unlimited, Weight: rpool.WeightUnit}},
+			Rules: &config.Rules{Window: config.Window{Start: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2020, 2, 1, 0, 0, 0, 0, time.UTC)}},
+		})
+}
+
+func TestRulesHTTP(t *testing.T) {
+	ts := startServer(t, serverOpts{configure: rulesPools})
+
+	// A rules pool needs a user.
+	code, b := ts.do("POST", "/v1/pools/banner/draw", "", `{"count": 1}`)
+	if e := decodeError(t, b); code != http.StatusBadRequest || e.Code != "INVALID_ARGUMENT" || !strings.Contains(e.Message, "user_id") {
+		t.Fatalf("draw without user_id: %d %s", code, b)
+	}
+	code, b = ts.do("POST", "/v1/pools/banner/draw", "", `{"user_id": "`+strings.Repeat("u", 129)+`"}`)
+	if e := decodeError(t, b); code != http.StatusBadRequest || !strings.Contains(e.Message, "user_id") {
+		t.Fatalf("draw with a long user_id: %d %s", code, b)
+	}
+
+	// Hard pity 1: every pull is an ssr and says why.
+	var out struct {
+		Draws []struct {
+			RequestID uint64 `json:"request_id"`
+			ItemID    string `json:"item_id"`
+			Pity      string `json:"pity"`
+		} `json:"draws"`
+	}
+	decodeStrict(t, ts.mustDo("POST", "/v1/pools/banner/draw", "", `{"count": 3, "user_id": "alice"}`, http.StatusOK), &out)
+	for _, d := range out.Draws {
+		if !strings.HasPrefix(d.ItemID, "ssr_") || !strings.Contains(d.Pity, "ssr hard pity") {
+			t.Fatalf("draw %+v: want a forced ssr with its pity", d)
+		}
+	}
+	before := ts.getPool("banner", "")
+
+	// The daily cap: 429 USER_LIMIT naming the cap and its reset; no id taken.
+	code, b = ts.do("POST", "/v1/pools/banner/draw", "", `{"user_id": "alice"}`)
+	e := decodeError(t, b)
+	if code != http.StatusTooManyRequests || e.Code != "USER_LIMIT" || !strings.Contains(e.Message, "max_draws_per_day") || !strings.Contains(e.Message, "resets at") {
+		t.Fatalf("over the daily cap: %d %s", code, b)
+	}
+	if after := ts.getPool("banner", ""); after.LastRequestID != before.LastRequestID || after.Seq != before.Seq {
+		t.Fatalf("a refused draw moved the pool: %+v -> %+v", before, after)
+	}
+
+	// Outside the window: 403 POOL_CLOSED with the window.
+	code, b = ts.do("POST", "/v1/pools/closed/draw", "", `{}`)
+	if e := decodeError(t, b); code != http.StatusForbidden || e.Code != "POOL_CLOSED" || !strings.Contains(e.Message, "2020-02-01T00:00:00Z") {
+		t.Fatalf("closed pool: %d %s", code, b)
+	}
+
+	// The player's state.
+	var p struct {
+		Pool       string `json:"pool"`
+		UserID     string `json:"user_id"`
+		Known      bool   `json:"known"`
+		Draws      int    `json:"draws"`
+		DrawsToday int    `json:"draws_today"`
+		Pity       []struct {
+			Tier  string `json:"tier"`
+			Count int    `json:"count"`
+			Hard  int    `json:"hard"`
+		} `json:"pity"`
+		Held []struct {
+			ItemID     string `json:"item_id"`
+			Count      int    `json:"count"`
+			MaxPerUser int    `json:"max_per_user"`
+		} `json:"held"`
+	}
+	if err := json.Unmarshal(ts.mustDo("GET", "/v1/pools/banner/users/alice", "", "", http.StatusOK), &p); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Known || p.Draws != 3 || p.DrawsToday != 3 || len(p.Pity) != 1 || p.Pity[0].Count != 0 || p.Pity[0].Hard != 1 ||
+		len(p.Held) != 1 || p.Held[0].ItemID != "ssr_a" || p.Held[0].MaxPerUser != 2 {
+		t.Fatalf("player %+v", p)
+	}
+	held := p.Held[0].Count
+
+	// The odds: a new player's base odds sum to 1; alice's follow her cap.
+	var o struct {
+		Items []struct {
+			ItemID      string  `json:"item_id"`
+			Probability float64 `json:"probability"`
+		} `json:"items"`
+		Pity       string `json:"pity"`
+		ConfigHash string `json:"config_hash"`
+	}
+	if err := json.Unmarshal(ts.mustDo("GET", "/v1/pools/banner/odds?user_id=alice", "", "", http.StatusOK), &o); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"ssr_a": 0.5, "ssr_b": 0.5}
+	if held >= 2 {
+		want = map[string]float64{"ssr_b": 1}
+	}
+	got := map[string]float64{}
+	for _, it := range o.Items {
+		if it.Probability > 0 {
+			got[it.ItemID] = it.Probability
+		}
+	}
+	for id, pr := range want {
+		if math.Abs(got[id]-pr) > 1e-12 {
+			t.Errorf("odds %v, want %v (alice holds %d ssr_a)", got, want, held)
+		}
+	}
+	if o.Pity != "ssr hard pity" || o.ConfigHash == "" {
+		t.Errorf("odds pity %q hash %q", o.Pity, o.ConfigHash)
+	}
+	ts.mustDo("GET", "/v1/pools/prizes/odds", "", "", http.StatusOK)
+	ts.mustDo("GET", "/v1/pools/nope/odds", "", "", http.StatusNotFound)
+}
+
+func TestRulesGRPC(t *testing.T) {
+	ts := startServer(t, serverOpts{configure: rulesPools})
+	ctx := testCtx(t)
+	if _, err := ts.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "banner"}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "user_id") {
+		t.Fatalf("draw without user_id: %v", err)
+	}
+	res, err := ts.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "banner", Count: 3, UserId: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range res.GetDraws() {
+		if d.GetPity() != "ssr hard pity" && !strings.HasPrefix(d.GetPity(), "ssr hard pity") {
+			t.Fatalf("draw %v: no pity", d)
+		}
+	}
+	_, err = ts.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "banner", UserId: "bob"})
+	if status.Code(err) != codes.ResourceExhausted || reason(err) != "USER_LIMIT" {
+		t.Fatalf("over the daily cap: %v", err)
+	}
+	_, err = ts.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "closed"})
+	if status.Code(err) != codes.FailedPrecondition || reason(err) != "POOL_CLOSED" {
+		t.Fatalf("closed pool: %v", err)
+	}
+	p, err := ts.rp.GetPlayer(ctx, &rpv1.GetPlayerRequest{Pool: "banner", UserId: "bob"})
+	if err != nil || !p.GetKnown() || p.GetDraws() != 3 {
+		t.Fatalf("GetPlayer: %v %v", p, err)
+	}
+	if _, err := ts.rp.GetPlayer(ctx, &rpv1.GetPlayerRequest{Pool: "banner"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("GetPlayer without user_id: %v", err)
+	}
+	o, err := ts.rp.GetOdds(ctx, &rpv1.GetOddsRequest{Pool: "banner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, it := range o.GetItems() {
+		sum += it.GetProbability()
+	}
+	if math.Abs(sum-1) > 1e-9 || len(o.GetBaseItems()) != 3 {
+		t.Fatalf("odds %v", o)
+	}
+}
+
+// reason is the ErrorInfo reason of a gRPC error.
+func reason(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// The odds and player endpoints are reads: with a client token configured
+// they need a token, over both transports.
+func TestRulesEndpointsNeedAToken(t *testing.T) {
+	ts := startServer(t, serverOpts{configure: func(c *config.Config) {
+		rulesPools(c)
+		c.AdminToken, c.ClientToken = "admin-secret", "client-secret"
+	}})
+	ctx := testCtx(t)
+	if _, err := ts.rp.GetOdds(ctx, &rpv1.GetOddsRequest{Pool: "banner"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("GetOdds without a token: %v", err)
+	}
+	if _, err := ts.rp.GetPlayer(ctx, &rpv1.GetPlayerRequest{Pool: "banner", UserId: "u"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("GetPlayer without a token: %v", err)
+	}
+	if _, err := ts.rp.GetOdds(withToken(ctx, "client-secret"), &rpv1.GetOddsRequest{Pool: "banner"}); err != nil {
+		t.Errorf("GetOdds with the client token: %v", err)
+	}
+	ts.mustDo("GET", "/v1/pools/banner/odds", "", "", http.StatusUnauthorized)
+	ts.mustDo("GET", "/v1/pools/banner/users/u", "", "", http.StatusUnauthorized)
+	ts.mustDo("GET", "/v1/pools/banner/users/u", "client-secret", "", http.StatusOK)
+}
