@@ -77,25 +77,40 @@ func (w *writerState) capturePlayers() *snapshot.Players {
 	return &snapshot.Players{Columns: w.rules.Columns(), IDs: ids, Rows: rows}
 }
 
+// playerRef is the player of the request being decided: found once per
+// request, journaled once for undo.
+type playerRef struct {
+	user      string
+	idx       uint32
+	known     bool // in the table
+	journaled bool // its row is saved for undo in this request
+}
+
 // checkPlayer refuses a request of c.count draws that the window or a
 // per-user cap does not allow, all or nothing, before it takes any id.
-func (e *Engine) checkPlayer(c *call) error {
+func (e *Engine) checkPlayer(c *call, pr *playerRef) error {
 	w := &e.w
 	w.now = e.opts.clock().UnixMilli()
+	*pr = playerRef{user: c.user}
 	var row gacha.Row
 	if c.user != "" {
-		row, _ = w.players.Lookup(c.user)
+		if pr.idx, pr.known = w.players.Index(c.user); pr.known {
+			row = w.players.Row(pr.idx)
+		}
 	}
 	return w.rules.Check(row, c.count, w.now)
 }
 
 // drawPlayer decides one draw under the rules into rec and res (which come
 // in as an empty-pool draw) and applies it to the player.
-func (w *writerState) drawPlayer(user string, rec *wal.Record, res *DrawResult) {
+func (w *writerState) drawPlayer(pr *playerRef, rec *wal.Record, res *DrawResult) {
 	cat := ruleCat{w.cat}
 	var row gacha.Row
+	user := pr.user
 	if user != "" {
-		row, _ = w.players.Lookup(user)
+		if pr.known {
+			row = w.players.Row(pr.idx)
+		}
 		rec.User, rec.Time = user, w.now
 	}
 	p := w.rules.Draw(cat, row, w.rng)
@@ -110,7 +125,11 @@ func (w *writerState) drawPlayer(user string, rec *wal.Record, res *DrawResult) 
 		res.Pity = p.Reason(w.rules)
 	}
 	if user != "" {
-		w.rules.Apply(cat, w.players.Edit(user), p.Slot, w.now)
+		if !pr.journaled {
+			pr.idx = w.players.EditIndex(user, pr.idx, pr.known)
+			pr.known, pr.journaled = true, true
+		}
+		w.rules.Apply(cat, w.players.Row(pr.idx), p.Slot, w.now)
 	}
 }
 

@@ -244,10 +244,11 @@ func (e *Engine) decideDraw(c *call) {
 			return
 		}
 	}
+	var pr playerRef
 	if w.rules != nil {
 		// Caps and the window refuse the whole request before it takes a
 		// seq or a request id: nothing of it is logged.
-		if err := e.checkPlayer(c); err != nil {
+		if err := e.checkPlayer(c, &pr); err != nil {
 			c.err = err
 			return
 		}
@@ -263,7 +264,7 @@ func (e *Engine) decideDraw(c *call) {
 		rec := wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindDrawFailed, RequestID: w.reqID, Item: -1}
 		res := DrawResult{RequestID: w.reqID, Err: ErrPoolEmpty}
 		if w.rules != nil {
-			w.drawPlayer(c.user, &rec, &res)
+			w.drawPlayer(&pr, &rec, &res)
 		} else if total := w.cat.Total(); total > 0 {
 			slot, _ := w.cat.Pick(w.rng.Uint64N(total))
 			w.cat.Take(slot)

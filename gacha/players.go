@@ -78,10 +78,30 @@ func (p *Players) row(i uint32) Row {
 	return Row(p.rows[o : o+p.stride : o+p.stride])
 }
 
+// Index returns user's place in the table, or ok false if they never drew.
+func (p *Players) Index(user string) (i uint32, ok bool) {
+	i, ok = p.index[user]
+	return i, ok
+}
+
+// Row returns the row of the player at index i (from Index or EditIndex).
+// A view: valid until the next player is added.
+func (p *Players) Row(i uint32) Row { return p.row(i) }
+
 // Edit returns user's row for changing, adding the player if new. The old
 // values go to the undo journal first.
 func (p *Players) Edit(user string) Row {
 	i, ok := p.index[user]
+	return p.row(p.edit(user, i, ok))
+}
+
+// EditIndex is Edit for a player whose Index the caller has (ok false: a
+// new player), without hashing the id again; it returns the index.
+func (p *Players) EditIndex(user string, i uint32, ok bool) uint32 {
+	return p.edit(user, i, ok)
+}
+
+func (p *Players) edit(user string, i uint32, ok bool) uint32 {
 	if !ok {
 		i = uint32(len(p.ids))
 		p.journal = append(p.journal, journalEntry{row: i, players: len(p.ids), created: true})
@@ -90,12 +110,11 @@ func (p *Players) Edit(user string) Row {
 		for range p.stride {
 			p.rows = append(p.rows, 0)
 		}
-		return p.row(i)
+		return i
 	}
-	r := p.row(i)
 	p.journal = append(p.journal, journalEntry{row: i, players: len(p.ids)})
-	p.saved = append(p.saved, r...)
-	return r
+	p.saved = append(p.saved, p.row(i)...)
+	return i
 }
 
 // Mark is a point in the undo journal.

@@ -2,6 +2,7 @@ package gacha
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type Table struct {
 	capMax []uint32
 	stride int
 	zero   Row // the state of a player who never drew
+
+	// The window in Unix milliseconds: [startMs, endMs).
+	startMs, endMs int64
 
 	slots     []itemRule // per catalog slot, extended by sync
 	tierSlots [][]int32  // slots of each tier
@@ -89,6 +93,13 @@ func New(r Rules) (*Table, error) {
 		ir.cap = int16(i)
 		t.byID[c.Item] = ir
 		t.capMax = append(t.capMax, c.MaxPerUser)
+	}
+	t.startMs, t.endMs = math.MinInt64, math.MaxInt64
+	if !r.Window.Start.IsZero() {
+		t.startMs = r.Window.Start.UnixMilli()
+	}
+	if !r.Window.End.IsZero() {
+		t.endMs = r.Window.End.UnixMilli()
 	}
 	t.stride = rowHeader + len(t.pity) + len(t.capMax)
 	t.zero = make(Row, t.stride)
@@ -389,10 +400,8 @@ func (t *Table) Check(row Row, n int, ms int64) error {
 	if row == nil {
 		row = t.zero
 	}
-	now := time.UnixMilli(ms).UTC()
-	w := t.rules.Window
-	if (!w.Start.IsZero() && now.Before(w.Start)) || (!w.End.IsZero() && !now.Before(w.End)) {
-		return &ClosedError{Window: w, Now: now}
+	if ms < t.startMs || ms >= t.endMs {
+		return &ClosedError{Window: t.rules.Window, Now: time.UnixMilli(ms).UTC()}
 	}
 	pu := t.rules.PerUser
 	if pu.MaxDraws > 0 && uint64(row[colDraws])+uint64(n) > uint64(pu.MaxDraws) {
