@@ -38,6 +38,7 @@ type crashVariant struct {
 	codec, storage string
 	durability     Durability
 	prune          bool // delete covered segments (the audit then sees only the kept log)
+	players        bool // draw for players under rules (crash_players_test.go)
 }
 
 func (v crashVariant) name() string {
@@ -50,13 +51,15 @@ func (v crashVariant) name() string {
 
 func (v crashVariant) env() []string {
 	return []string{"REWARDPOOL_CRASH_CODEC=" + v.codec, "REWARDPOOL_CRASH_STORAGE=" + v.storage,
-		"REWARDPOOL_CRASH_DURABILITY=" + string(v.durability), "REWARDPOOL_CRASH_PRUNE=" + strconv.FormatBool(v.prune)}
+		"REWARDPOOL_CRASH_DURABILITY=" + string(v.durability), "REWARDPOOL_CRASH_PRUNE=" + strconv.FormatBool(v.prune),
+		"REWARDPOOL_CRASH_PLAYERS=" + strconv.FormatBool(v.players)}
 }
 
 func crashVariantFromEnv() crashVariant {
 	prune, _ := strconv.ParseBool(os.Getenv("REWARDPOOL_CRASH_PRUNE"))
+	players, _ := strconv.ParseBool(os.Getenv("REWARDPOOL_CRASH_PLAYERS"))
 	return crashVariant{os.Getenv("REWARDPOOL_CRASH_CODEC"), os.Getenv("REWARDPOOL_CRASH_STORAGE"),
-		Durability(os.Getenv("REWARDPOOL_CRASH_DURABILITY")), prune}
+		Durability(os.Getenv("REWARDPOOL_CRASH_DURABILITY")), prune, players}
 }
 
 func crashOptions(v crashVariant) Options {
@@ -85,6 +88,10 @@ func crashOptions(v crashVariant) Options {
 //	D <request id> <item id|FAILED>   an acknowledged draw
 //	S <item id> <quantity>            an acknowledged restock
 func crashChild(dir string, v crashVariant) {
+	if v.players {
+		crashChildPlayers(dir, v)
+		return
+	}
 	e, err := Open(dir, crashOptions(v))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
@@ -143,15 +150,15 @@ func TestCrashRecovery(t *testing.T) {
 	var variants []crashVariant
 	for _, codec := range []string{"binary", "text", "jsonl"} {
 		for _, storage := range []string{"file", "mmap"} {
-			variants = append(variants, crashVariant{codec, storage, DurabilityAlways, false})
+			variants = append(variants, crashVariant{codec, storage, DurabilityAlways, false, false})
 		}
 	}
 	// Interval mode acknowledges after the write, before the fsync: that
 	// still survives kill -9 (the page cache outlives the process).
-	variants = append(variants, crashVariant{"binary", "file", DurabilityInterval, false},
-		crashVariant{"binary", "mmap", DurabilityInterval, false},
+	variants = append(variants, crashVariant{"binary", "file", DurabilityInterval, false, false},
+		crashVariant{"binary", "mmap", DurabilityInterval, false, false},
 		// Snapshots delete covered segments: recovery must still be exact.
-		crashVariant{"binary", "file", DurabilityAlways, true})
+		crashVariant{"binary", "file", DurabilityAlways, true, false})
 	if len(variants)*6 < 20 {
 		t.Fatalf("only %d crash cycles planned, want at least 20", len(variants)*6)
 	}
