@@ -131,7 +131,7 @@ func (e *Engine) CheckDraw(req DrawRequest) (int, error) {
 	if err := gacha.CheckUser(req.UserID); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
-	if req.UserID == "" && e.needsUser {
+	if req.UserID == "" && e.w.needsUser.Load() {
 		return 0, fmt.Errorf("%w: user_id is required: the pool's rules keep per-player state", ErrInvalidRequest)
 	}
 	return n, nil
@@ -152,9 +152,10 @@ func (e *Engine) State(ctx context.Context) (State, error) {
 
 // adminOp is one catalog change.
 type adminOp struct {
-	kind   wal.Kind // KindAdd, KindSet or KindRemove
+	kind   wal.Kind // KindAdd, KindSet, KindRemove or KindRules
 	item   Item
-	upsert bool // KindSet: add the item if it does not exist
+	upsert bool   // KindSet: add the item if it does not exist
+	rules  string // KindRules: the rules' JSON
 }
 
 // AddItem adds an item that is not in the catalog (ErrDuplicateItem if it is).

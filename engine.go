@@ -49,10 +49,6 @@ type Engine struct {
 	durableSeq atomic.Uint64 // last fsynced seq (written, under DurabilityNone), for ScanLog
 	epoch      atomic.Uint64 // epoch of the last written record, for Epoch
 
-	// needsUser: the pool's rules keep per-player state, so a draw needs a
-	// user id. Set by Open, read by CheckDraw.
-	needsUser bool
-
 	// failedErr mirrors w.failed for Err (readiness checks).
 	failedErr atomic.Pointer[error]
 
@@ -75,9 +71,14 @@ type writerState struct {
 	window int // idempotency window
 
 	// Player rules (rules.go); nil when the pool has none.
-	rules   *gacha.Table
-	players *gacha.Players
-	now     int64 // the writer's clock for the request being decided, Unix ms
+	rules     *gacha.Table
+	players   *gacha.Players
+	rulesJSON string      // the rules as logged; "" none
+	rulesUndo []rulesUndo // the batch's RULES records, for undo
+	now       int64       // the writer's clock for the request being decided, Unix ms
+	// needsUser: the rules keep per-player state, so a draw needs a user
+	// id. Written by the writer, read by CheckDraw on callers' goroutines.
+	needsUser atomic.Bool
 
 	replica   bool  // applies a primary's records; refuses draws and item changes
 	applying  bool  // replaying records that undo may have to take back
@@ -182,6 +183,10 @@ func Open(dir string, opts Options) (*Engine, error) {
 		}
 	}
 	go e.run()
+	if err := e.adoptOptionRules(); err != nil {
+		e.Close()
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -227,7 +232,7 @@ func (e *Engine) recover() error {
 	w.epoch = 1
 	w.window = e.opts.IdempotencyWindow
 
-	if err := e.setupRules(); err != nil {
+	if err := e.checkOptionRules(); err != nil {
 		return err
 	}
 	legacy, err := e.loadIdentity()
@@ -261,7 +266,7 @@ func (e *Engine) recover() error {
 			}
 			w.idem.insert(k.Key, k.Draws)
 		}
-		if err := w.loadPlayers(st.Players); err != nil {
+		if err := w.loadRules(st); err != nil {
 			return fmt.Errorf("%w: snapshot %s: %w", ErrRecovery, info.Name, err)
 		}
 		if last := w.wal.LastSeq(); last < st.Seq {
@@ -669,6 +674,10 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 			return bad("%v", err)
 		}
 		w.noteAdmin(u)
+	case wal.KindRules:
+		if err := w.replayRules(r); err != nil {
+			return bad("%v", err)
+		}
 	case wal.KindEpoch:
 	default:
 		return bad("unknown record kind %d", r.Kind)

@@ -316,7 +316,8 @@ func TestModelPlayers(t *testing.T) {
 			Rules:         playerRules(),
 			clock:         func() time.Time { return now },
 		}
-		sr := 6 // the sr item's stock
+		sr := 6   // the sr item's stock
+		hard := 6 // the ssr hard pity in force (an admin may change it)
 		lastID := uint64(0)
 		m := map[string]*refPlayer{}
 		player := func(u string) *refPlayer {
@@ -349,6 +350,12 @@ func TestModelPlayers(t *testing.T) {
 			}
 			if e, err = Open(dir, o); err != nil {
 				rt.Fatalf("reopen: %v", err)
+			}
+			if hard != 6 {
+				// Open logs the rules of Options again: the counters stay,
+				// the digest moves on with the new RULES record.
+				hard = 6
+				return
 			}
 			if _, after, _ := e.Digest(ctx); after != before {
 				rt.Fatalf("digest %s after reopen, %s before", after, before)
@@ -388,7 +395,7 @@ func TestModelPlayers(t *testing.T) {
 					lastID = r.RequestID
 					tier := map[string]string{"ssr_f": "ssr", "ssr_s": "ssr", "sr": "sr"}[r.ItemID]
 					switch {
-					case p.ssr+1 >= 6 && tier != "ssr":
+					case p.ssr+1 >= hard && tier != "ssr":
 						rt.Fatalf("%s: draw %d without an ssr gave %s (%q)", u, p.ssr+1, r.ItemID, r.Pity)
 					case p.ssr+1 < 4 && p.sr+1 >= 3 && sr > 0 && tier != "sr":
 						rt.Fatalf("%s: draw %d without an sr gave %s (%q)", u, p.sr+1, r.ItemID, r.Pity)
@@ -421,6 +428,16 @@ func TestModelPlayers(t *testing.T) {
 			"noUser": func(rt *rapid.T) {
 				if _, err := e.Draw(ctx, DrawRequest{}); !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), "user_id") {
 					rt.Fatalf("draw without user_id: %v", err)
+				}
+			},
+			"replaceRules": func(rt *rapid.T) {
+				// The ssr hard pity moves between 6 and 7 (soft starts at 4
+				// either way); every counter is kept.
+				hard = rapid.IntRange(6, 7).Draw(rt, "hard")
+				r := playerRules()
+				r.Pity[0].Hard = uint32(hard)
+				if err := e.SetRules(ctx, *r); err != nil {
+					rt.Fatalf("SetRules: %v", err)
 				}
 			},
 			"tick": func(rt *rapid.T) {

@@ -74,10 +74,12 @@ type Options struct {
 	Items []Item
 
 	// Rules are the pool's player rules (tiers, pity, per-user and item
-	// caps, window); nil: none. They are read at every Open and checked
-	// against the catalog (ErrBadOptions naming the rule). Per-player state
-	// is derived from the logged draws with these rules, so a replica must
-	// be opened with the same rules as its primary.
+	// caps, window). The rules in force are state, kept in the log (a RULES
+	// record) and snapshots: when Rules is set and differs from them, Open
+	// logs Rules as the pool's new rules (counters of the rules that remain
+	// are kept); nil leaves the pool's rules as they are (none for a new
+	// pool, or what SetRules set). Invalid rules: ErrBadOptions naming the
+	// rule. A replica ignores Rules: it takes its primary's from the log.
 	Rules *gacha.Rules
 	// Durability is DurabilityAlways by default.
 	Durability Durability

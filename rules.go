@@ -38,34 +38,141 @@ func (r ruleCat) Weight(s int32) uint64 {
 	return it.Weight
 }
 
-// setupRules compiles Options.Rules before recovery replays the log.
-func (e *Engine) setupRules() error {
-	r := e.opts.Rules
-	if r == nil || r.Empty() {
-		return nil
+// The rules themselves are state too: a RULES record (the rules' JSON)
+// replaces them, written when an admin replaces them (SetRules) or when
+// Open finds Options.Rules different from the pool's; replay and replicas
+// take them from the log, snapshots hold them. A change keeps every
+// player's counters whose rule (by tier, or capped item) still exists.
+
+// checkOptionRules fails fast on rules in Options that cannot be right.
+// Items the rules name need not be in the catalog yet (admin calls may add
+// them): the configuration checks them against its items.
+func (e *Engine) checkOptionRules() error {
+	if r := e.opts.Rules; r != nil {
+		if err := r.Validate(nil); err != nil {
+			return fmt.Errorf("%w: Rules: %w", ErrBadOptions, err)
+		}
 	}
-	// Items the rules name need not be in the catalog yet (a replica's
-	// arrives from its primary, admin calls add items later): the
-	// configuration checks them against its items.
-	if err := r.Validate(nil); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadOptions, err)
-	}
-	t, err := gacha.New(*r)
-	if err != nil {
-		return fmt.Errorf("%w: Rules: %w", ErrBadOptions, err)
-	}
-	e.w.rules = t
-	e.w.players = gacha.NewPlayers(t.Stride())
-	e.needsUser = r.NeedsUser()
 	return nil
 }
 
-// loadPlayers restores the players of a snapshot.
-func (w *writerState) loadPlayers(p *snapshot.Players) error {
-	if p == nil || w.rules == nil {
+// adoptOptionRules runs once the writer is up: a primary whose rules differ
+// from Options.Rules (set) logs the new ones.
+func (e *Engine) adoptOptionRules() error {
+	r := e.opts.Rules
+	if r == nil || e.opts.Replica {
 		return nil
 	}
-	return w.rules.Restore(w.players, p.Columns, p.IDs, p.Rows)
+	var cur string
+	if err := e.onWriter(context.Background(), func() { cur = e.w.rulesJSON }); err != nil {
+		return err
+	}
+	if r.Encode() == cur {
+		return nil
+	}
+	if err := e.SetRules(context.Background(), *r); err != nil {
+		return fmt.Errorf("rewardpool: log the rules of Options: %w", err)
+	}
+	return nil
+}
+
+// rulesUndo is what undo needs to reverse a RULES record.
+type rulesUndo struct {
+	table   *gacha.Table
+	players *gacha.Players
+	json    string
+}
+
+// installRules makes js (the rules' JSON, "" for none) the pool's rules,
+// carrying the players' counters over by name, and returns what undo needs.
+// Removing the rules drops the players.
+func (w *writerState) installRules(js string) (rulesUndo, error) {
+	u := rulesUndo{table: w.rules, players: w.players, json: w.rulesJSON}
+	if js == "" {
+		w.rules, w.players, w.rulesJSON = nil, nil, ""
+		w.needsUser.Store(false)
+		return u, nil
+	}
+	r, err := gacha.Parse(js)
+	if err == nil {
+		err = r.Validate(nil)
+	}
+	var t *gacha.Table
+	if err == nil {
+		t, err = gacha.New(r)
+	}
+	if err != nil {
+		return u, err
+	}
+	p := gacha.NewPlayers(t.Stride())
+	if w.players != nil {
+		ids, rows := w.players.Capture()
+		if err := t.Restore(p, w.rules.Columns(), ids, rows); err != nil {
+			return u, err
+		}
+	}
+	w.rules, w.players, w.rulesJSON = t, p, js
+	w.needsUser.Store(r.NeedsUser())
+	return u, nil
+}
+
+// undoRules reverses the newest RULES record of the batch.
+func (w *writerState) undoRules() {
+	n := len(w.rulesUndo) - 1
+	u := w.rulesUndo[n]
+	w.rulesUndo[n] = rulesUndo{}
+	w.rulesUndo = w.rulesUndo[:n]
+	w.rules, w.players, w.rulesJSON = u.table, u.players, u.json
+	w.needsUser.Store(u.table != nil && u.table.Rules().NeedsUser())
+}
+
+// decideRules validates and installs new rules and appends their record.
+func (w *writerState) decideRules(js string) error {
+	u, err := w.installRules(js)
+	if err != nil {
+		return err
+	}
+	w.rulesUndo = append(w.rulesUndo, u)
+	w.seq++
+	w.recs = append(w.recs, wal.Record{Seq: w.seq, Epoch: w.epoch, Kind: wal.KindRules, Item: -1, Key: js})
+	return nil
+}
+
+// SetRules replaces the pool's player rules through the log (a RULES
+// record). Players' counters are kept for the pity rules (by tier) and
+// item caps (by item) that remain. Rules with no rule at all remove them
+// (and the players' state). Errors wrap gacha.ErrInvalidRules (and
+// ErrInvalidRequest) for rules that do not validate; ErrReplica on a
+// replica.
+func (e *Engine) SetRules(ctx context.Context, r gacha.Rules) error {
+	if err := r.Validate(nil); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return e.admin(ctx, adminOp{kind: wal.KindRules, rules: r.Encode()})
+}
+
+// Rules returns the pool's player rules (the zero Rules for none).
+func (e *Engine) Rules(ctx context.Context) (gacha.Rules, error) {
+	var js string
+	if err := e.onWriter(ctx, func() { js = e.w.rulesJSON }); err != nil {
+		return gacha.Rules{}, err
+	}
+	return gacha.Parse(js)
+}
+
+// loadRules installs the rules and players of a snapshot, the players
+// under the snapshot's own columns.
+func (w *writerState) loadRules(st *snapshot.State) error {
+	if st.Rules == "" {
+		return nil
+	}
+	if _, err := w.installRules(st.Rules); err != nil {
+		return err
+	}
+	if p := st.Players; p != nil {
+		return w.rules.Restore(w.players, p.Columns, p.IDs, p.Rows)
+	}
+	return nil
 }
 
 // capturePlayers copies the players for a snapshot.
@@ -133,6 +240,18 @@ func (w *writerState) drawPlayer(pr *playerRef, rec *wal.Record, res *DrawResult
 	}
 }
 
+// replayRules applies a logged RULES record.
+func (w *writerState) replayRules(r *wal.Record) error {
+	u, err := w.installRules(r.Key)
+	if err != nil {
+		return err
+	}
+	if w.applying {
+		w.rulesUndo = append(w.rulesUndo, u)
+	}
+	return nil
+}
+
 // replayPlayer applies a logged draw of slot to its player.
 func (w *writerState) replayPlayer(r *wal.Record, slot int32) {
 	if w.rules == nil || r.User == "" || slot < 0 {
@@ -143,10 +262,12 @@ func (w *writerState) replayPlayer(r *wal.Record, slot int32) {
 
 // digestPlayers adds the players to a state digest.
 func (w *writerState) digestPlayers(h interface{ Write([]byte) (int, error) }) {
-	if w.players == nil {
+	if w.rulesJSON == "" {
 		return
 	}
 	var buf [8]byte
+	h.Write(binary.LittleEndian.AppendUint64(buf[:0], uint64(len(w.rulesJSON))))
+	h.Write([]byte(w.rulesJSON))
 	h.Write(binary.LittleEndian.AppendUint64(buf[:0], uint64(w.players.Len())))
 	for i := range w.players.Len() {
 		id, row := w.players.At(i)
@@ -250,9 +371,7 @@ func (e *Engine) RulesHash(ctx context.Context) (string, error) {
 	var sum string
 	err := e.onWriter(ctx, func() {
 		h := sha256.New()
-		if r := e.opts.Rules; r != nil {
-			fmt.Fprintf(h, "%+v\n", *r)
-		}
+		fmt.Fprintf(h, "%s\n", e.w.rulesJSON)
 		for s := range e.w.cat.Slots() {
 			it, removed := e.w.cat.Item(int32(s))
 			fmt.Fprintf(h, "%s %d %t\n", it.ID, it.Weight, removed)

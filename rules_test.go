@@ -314,3 +314,105 @@ func BenchmarkDrawRules(b *testing.B) {
 		}
 	}
 }
+
+// The rules are logged: they survive a reopen without Options.Rules, an
+// admin replacement keeps the counters of the rules that remain, a replica
+// takes them from the log, and a failed batch undoes a replacement.
+func TestRulesLoggedAndReplaced(t *testing.T) {
+	now := modelStart.Add(time.Hour)
+	dir := t.TempDir()
+	f := &feed{}
+	o := rulesOptions(&now)
+	o.Rules = hardOnly()
+	var fail atomic.Bool
+	o.walHooks = wal.Hooks{Write: func(p []byte) (int, error) {
+		if fail.Load() {
+			return 0, errors.New("injected EIO")
+		}
+		return len(p), nil
+	}}
+	e := mustOpen(t, dir, o)
+	for range 4 {
+		mustDraw(t, e, DrawRequest{UserID: "alice"})
+	}
+	before := playerState(t, e, "alice")
+	hash1, _ := e.RulesHash(ctx)
+	e.Close()
+
+	// Reopened without rules in Options: the logged ones hold.
+	o.Rules = nil
+	o.Committed = f.committed
+	e = mustOpen(t, dir, o)
+	if _, err := e.Draw(ctx, DrawRequest{}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("draw without a user after a reopen without Options.Rules: %v", err)
+	}
+	if got := playerState(t, e, "alice"); got.Pity[0].Count != before.Pity[0].Count || got.Draws != before.Draws {
+		t.Fatalf("alice %+v after reopen, %+v before", got, before)
+	}
+
+	// Replace: drop the sr rule and the item cap, raise the ssr hard pity.
+	r := hardOnly()
+	r.Pity = r.Pity[:1]
+	r.Pity[0].Hard = 20
+	r.ItemCaps = nil
+	if err := e.SetRules(ctx, *r); err != nil {
+		t.Fatal(err)
+	}
+	got := playerState(t, e, "alice")
+	if len(got.Pity) != 1 || got.Pity[0].Hard != 20 || got.Pity[0].Count != before.Pity[0].Count || got.Draws != before.Draws || len(got.Held) != 0 {
+		t.Fatalf("alice after the replacement %+v, before %+v", got, before)
+	}
+	if hash2, _ := e.RulesHash(ctx); hash2 == hash1 {
+		t.Fatal("config_hash did not change with the rules")
+	}
+	if err := e.SetRules(ctx, gacha.Rules{Pity: []gacha.Pity{{Tier: "nope", Hard: 0}}}); !errors.Is(err, ErrInvalidRequest) || !errors.Is(err, gacha.ErrInvalidRules) {
+		t.Fatalf("invalid rules: %v", err)
+	}
+	var logged bool
+	for _, b := range f.take() {
+		for _, rec := range b {
+			logged = logged || (rec.Kind == wal.KindRules && rec.Key == r.Encode())
+		}
+	}
+	if !logged {
+		t.Fatal("the replacement is not in the log")
+	}
+
+	// A failed batch undoes a replacement.
+	_, digest := mustDigest(t, e)
+	fail.Store(true)
+	if err := e.SetRules(ctx, *hardOnly()); !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("SetRules with a failing write: %v", err)
+	}
+	if cur, _ := e.Rules(ctx); cur.Encode() != r.Encode() {
+		t.Fatalf("rules after a failed replacement: %s", cur.Encode())
+	}
+	if _, d := mustDigest(t, e); d != digest {
+		t.Fatal("a failed replacement changed the state")
+	}
+	e.Close()
+	fail.Store(false)
+
+	// A replica built from the whole log has the same rules and players.
+	e = mustOpen(t, dir, o)
+	defer e.Close()
+	ro := testOptions()
+	ro.Items, ro.Replica = nil, true
+	rep := mustOpen(t, t.TempDir(), ro)
+	defer rep.Close()
+	var recs []wal.Record
+	if err := e.ScanLog(1, func(rec *wal.Record) error { recs = append(recs, *rec); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Apply(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	_, pd := mustDigest(t, e)
+	_, rd := mustDigest(t, rep)
+	if pd != rd {
+		t.Fatalf("replica digest %s, primary %s", rd, pd)
+	}
+	if a, b := playerState(t, e, "alice"), playerState(t, rep, "alice"); a.Pity[0].Count != b.Pity[0].Count || a.Pity[0].Hard != 20 || b.Pity[0].Hard != 20 {
+		t.Fatalf("alice on the primary %+v, on the replica %+v", a, b)
+	}
+}

@@ -305,6 +305,9 @@ type adminUndo struct {
 // appends its record. A rejected change writes nothing and changes nothing.
 func (e *Engine) decideAdmin(op *adminOp) error {
 	w := &e.w
+	if op.kind == wal.KindRules {
+		return w.decideRules(op.rules)
+	}
 	it := op.item
 	slot, exists := w.cat.Lookup(it.ID)
 	kind := op.kind
@@ -368,6 +371,8 @@ func (e *Engine) undo(from int, m mark) {
 			w.cat.Untake(r.Item)
 		case wal.KindKey:
 			w.idem.unInsert(r.Key)
+		case wal.KindRules:
+			w.undoRules()
 		case wal.KindAdd, wal.KindSet, wal.KindRemove:
 			a--
 			u := w.adminUndo[a]
@@ -424,6 +429,8 @@ func (e *Engine) committed() {
 	if w.players != nil {
 		w.players.Commit() // the batch is durable: nothing to undo
 	}
+	clear(w.rulesUndo)
+	w.rulesUndo = w.rulesUndo[:0]
 	if e.opts.Durability != DurabilityAlways {
 		w.unsynced = true
 		if e.opts.Durability == DurabilityInterval && !w.timerOn {
@@ -596,6 +603,7 @@ func (e *Engine) captureState() *snapshot.State {
 		Seq: w.seq, Epoch: w.epoch, LastRequestID: w.reqID,
 		Slots:   w.cat.AppendSlots(nil),
 		Keys:    w.idem.capture(),
+		Rules:   w.rulesJSON,
 		Players: w.capturePlayers(),
 	}
 }

@@ -1,10 +1,12 @@
 package gacha
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -35,22 +37,31 @@ var (
 )
 
 // Rules are one pool's gacha rules. The zero value has no rules.
+//
+// Its JSON form (Encode, Parse) is what the log and snapshots hold and what
+// the admin API takes:
+//
+//	{"items":[{"item":"ssr_featured","tier":"ssr","featured":true}],
+//	 "pity":[{"tier":"ssr","hard":90,"soft_start":74,"soft_step":0.06,"featured_guarantee":true}],
+//	 "per_user":{"max_draws":1000,"max_draws_per_day":100},
+//	 "item_caps":[{"item":"ssr_featured","max_per_user":7}],
+//	 "window":{"start":"2026-12-01T00:00:00Z","end":"2026-12-22T00:00:00Z"}}
 type Rules struct {
 	// Items gives items a tier and the featured mark. Items not listed have
 	// no tier: no pity rule counts them as the tier it waits for.
-	Items    []ItemTier
-	Pity     []Pity
-	PerUser  PerUser
-	ItemCaps []ItemCap
-	Window   Window
+	Items    []ItemTier `json:"items,omitempty"`
+	Pity     []Pity     `json:"pity,omitempty"`
+	PerUser  PerUser    `json:"per_user,omitzero"`
+	ItemCaps []ItemCap  `json:"item_caps,omitempty"`
+	Window   Window     `json:"window,omitzero"`
 }
 
 // ItemTier is an item's tier label and whether it is the featured item of
 // its tier (the one a featured guarantee gives).
 type ItemTier struct {
-	Item     string
-	Tier     string
-	Featured bool
+	Item     string `json:"item"`
+	Tier     string `json:"tier,omitempty"`
+	Featured bool   `json:"featured,omitempty"`
 }
 
 // Pity is one pity rule. A player's counter for it counts their draws
@@ -63,29 +74,63 @@ type ItemTier struct {
 // With FeaturedGuarantee, after a non-featured item of the tier the
 // player's next item of the tier is a featured one.
 type Pity struct {
-	Tier              string
-	Hard              uint32
-	SoftStart         uint32  // 0: no soft pity
-	SoftStep          float64 // absolute probability added per draw, in (0, 1]
-	FeaturedGuarantee bool
+	Tier              string  `json:"tier"`
+	Hard              uint32  `json:"hard"`
+	SoftStart         uint32  `json:"soft_start,omitempty"` // 0: no soft pity
+	SoftStep          float64 `json:"soft_step,omitempty"`  // absolute probability added per draw, in (0, 1]
+	FeaturedGuarantee bool    `json:"featured_guarantee,omitempty"`
 }
 
 // PerUser caps a player's draws; 0 means no cap.
 type PerUser struct {
-	MaxDraws       uint32 // over the pool's life
-	MaxDrawsPerDay uint32 // per UTC day
+	MaxDraws       uint32 `json:"max_draws,omitempty"`         // over the pool's life
+	MaxDrawsPerDay uint32 `json:"max_draws_per_day,omitempty"` // per UTC day
 }
 
 // ItemCap stops giving Item to a player who holds MaxPerUser of it.
 type ItemCap struct {
-	Item       string
-	MaxPerUser uint32
+	Item       string `json:"item"`
+	MaxPerUser uint32 `json:"max_per_user"`
 }
 
 // Window is when draws are open: Start inclusive, End exclusive; a zero
 // bound is open-ended.
 type Window struct {
-	Start, End time.Time
+	Start time.Time `json:"start,omitzero"`
+	End   time.Time `json:"end,omitzero"`
+}
+
+// Encode returns the canonical JSON form of r ("" for no rules): equal
+// rules encode equally, so the engine can tell a change.
+func (r *Rules) Encode() string {
+	if r == nil || r.Empty() {
+		return ""
+	}
+	c := *r
+	c.Window.Start, c.Window.End = c.Window.Start.UTC(), c.Window.End.UTC()
+	b, err := json.Marshal(&c)
+	if err != nil {
+		panic("gacha: encode rules: " + err.Error()) // plain data: cannot fail
+	}
+	return string(b)
+}
+
+// Parse reads the JSON form of rules ("" is no rules), strictly: unknown
+// fields are errors. It does not Validate.
+func Parse(s string) (Rules, error) {
+	var r Rules
+	if s == "" {
+		return r, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Rules{}, fmt.Errorf("%w: %v", ErrInvalidRules, err)
+	}
+	if dec.More() {
+		return Rules{}, fmt.Errorf("%w: trailing data after the rules", ErrInvalidRules)
+	}
+	return r, nil
 }
 
 // Empty reports whether r holds no rule at all: such a pool draws as a

@@ -370,3 +370,31 @@ func slicesEqual(a, b Row) bool {
 	}
 	return true
 }
+
+// The JSON form round-trips, is canonical (equal rules, equal text) and is
+// read strictly.
+func TestRulesEncodeParse(t *testing.T) {
+	_, r := banner()
+	r.ItemCaps = []ItemCap{{Item: "ssr_featured", MaxPerUser: 7}}
+	loc := time.FixedZone("KST", 9*3600)
+	r.Window = Window{Start: time.Date(2026, 12, 1, 9, 0, 0, 0, loc), End: time.Date(2026, 12, 22, 0, 0, 0, 0, time.UTC)}
+	js := r.Encode()
+	back, err := Parse(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Encode() != js {
+		t.Fatalf("round trip:\n%s\n%s", js, back.Encode())
+	}
+	if !strings.Contains(js, `"start":"2026-12-01T00:00:00Z"`) || !strings.Contains(js, `"soft_step":0.06`) {
+		t.Errorf("encoding %s", js)
+	}
+	if (&Rules{}).Encode() != "" {
+		t.Error("no rules encode as non-empty")
+	}
+	for _, bad := range []string{`{"pity":[{"tier":"x","hard":1,"typo":1}]}`, `{"pity":[]} {}`, `[1]`} {
+		if _, err := Parse(bad); !errors.Is(err, ErrInvalidRules) {
+			t.Errorf("Parse(%s) = %v", bad, err)
+		}
+	}
+}

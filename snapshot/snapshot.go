@@ -11,7 +11,8 @@
 //	                                    uvarint weight, byte removed
 //	uvarint key count, then per key:    uvarint len, key bytes, uvarint draw count,
 //	                                    per draw: uvarint request id, zigzag slot (-1 = failed)
-//	optional players section (pools with player rules), all uvarints:
+//	optional rules section (pools with player rules), all uvarints:
+//	                                    len, the rules' JSON;
 //	                                    column count C, per column: len, name bytes;
 //	                                    player count, per player: len, id bytes, C values
 //	4 bytes CRC32C (Castagnoli) of everything before it
@@ -47,7 +48,8 @@ type State struct {
 	LastRequestID uint64
 	Slots         []pool.Slot // the whole catalog, removed slots included
 	Keys          []Key       // idempotency window, oldest first
-	Players       *Players    // per-player rule state; nil: the pool has none
+	Rules         string      // the player rules' JSON (package gacha); "" none
+	Players       *Players    // per-player rule state; nil when Rules is ""
 }
 
 // Players is the per-player state of a pool with rules: a table of uint32
@@ -100,7 +102,12 @@ func Encode(dst []byte, st *State) []byte {
 			dst = binary.AppendVarint(dst, int64(d.Slot))
 		}
 	}
-	if p := st.Players; p != nil {
+	if p := st.Players; p != nil || st.Rules != "" {
+		if p == nil {
+			p = &Players{}
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(st.Rules)))
+		dst = append(dst, st.Rules...)
 		dst = binary.AppendUvarint(dst, uint64(len(p.Columns)))
 		for _, c := range p.Columns {
 			dst = binary.AppendUvarint(dst, uint64(len(c)))
@@ -164,6 +171,7 @@ func Decode(b []byte) (*State, error) {
 		}
 	}
 	if len(d.b) > 0 && d.err == nil {
+		st.Rules = d.str()
 		p := &Players{}
 		nc := d.count(1)
 		for range nc {

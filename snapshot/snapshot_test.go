@@ -39,6 +39,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 
 func TestPlayersRoundTrip(t *testing.T) {
 	st := sample()
+	st.Rules = `{"pity":[{"tier":"ssr","hard":90}]}`
 	st.Players = &Players{
 		Columns: []string{"draws", "today", "day", "flags", "pity:ssr"},
 		IDs:     []string{"alice", "bob \"the\" é"},
@@ -53,7 +54,7 @@ func TestPlayersRoundTrip(t *testing.T) {
 	}
 	// A snapshot without players decodes without them (and older
 	// snapshots, which never had the section, still load).
-	st.Players = nil
+	st.Players, st.Rules = nil, ""
 	if got, err := Decode(Encode(nil, st)); err != nil || got.Players != nil {
 		t.Fatalf("no players: %+v, %v", got, err)
 	}

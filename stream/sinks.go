@@ -57,11 +57,13 @@ func (s *LogSink) Stream(recs []wal.Record) error {
 			}
 		case wal.KindKey:
 			attrs = append(attrs, slog.String("key", r.Key), slog.Uint64("count", uint64(r.Count)))
+		case wal.KindRules:
+			attrs = append(attrs, slog.String("rules", r.Key))
 		}
 		switch {
 		case r.ItemID != "":
 			attrs = append(attrs, slog.String("item", r.ItemID))
-		case r.Item >= 0 && r.Kind != wal.KindKey && r.Kind != wal.KindEpoch && r.Kind != wal.KindDrawFailed:
+		case r.Item >= 0 && r.Kind != wal.KindKey && r.Kind != wal.KindEpoch && r.Kind != wal.KindDrawFailed && r.Kind != wal.KindRules:
 			attrs = append(attrs, slog.Int("item", int(r.Item)))
 		}
 		if r.Kind == wal.KindAdd || r.Kind == wal.KindSet {

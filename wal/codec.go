@@ -69,7 +69,7 @@ func codecByName(name string) codec {
 
 // checkRecord is the codec-independent part of Append's validation.
 func checkRecord(c codec, r *Record) error {
-	if r.Kind < KindDraw || r.Kind > KindEpoch {
+	if r.Kind < KindDraw || r.Kind > maxKind {
 		return fmt.Errorf("kind %d is not a known kind", r.Kind)
 	}
 	if r.Epoch == 0 {

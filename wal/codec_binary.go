@@ -25,6 +25,7 @@ import (
 //	add, set:    uvarint slot; string item id; zigzag varint quantity; uvarint weight
 //	remove:      uvarint slot; string item id
 //	epoch:       nothing
+//	rules:       string rules (JSON)
 //
 // where string = uvarint length + bytes and slot = uint32(Item) (so -1
 // survives). Deltas are modulo 2^64, so any value round-trips; in a healthy
@@ -70,6 +71,8 @@ func (binaryCodec) encode(dst []byte, st *codecState, r *Record) []byte {
 	case KindKey:
 		dst = appendBinString(dst, r.Key)
 		dst = binary.AppendUvarint(dst, uint64(r.Count))
+	case KindRules:
+		dst = appendBinString(dst, r.Key)
 	case KindAdd, KindSet:
 		dst = binary.AppendUvarint(dst, uint64(uint32(r.Item)))
 		dst = appendBinString(dst, r.ItemID)
@@ -133,7 +136,7 @@ func (binaryCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 	k := d.b[0]
 	d.b = d.b[1:]
 	kind := Kind(k & kindMask)
-	if k&^(kindMask|flagCommit|flagEpoch|flagUser) != 0 || kind < KindDraw || kind > KindEpoch ||
+	if k&^(kindMask|flagCommit|flagEpoch|flagUser) != 0 || kind < KindDraw || kind > maxKind ||
 		(k&flagUser != 0 && kind != KindDraw && kind != KindDrawFailed) {
 		return 0, &badRecord{extent: total, reason: "bad kind byte", hard: true}
 	}
@@ -159,6 +162,8 @@ func (binaryCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 			d.bad = true
 		}
 		r.Count = uint32(c)
+	case KindRules:
+		r.Key = d.str()
 	case KindAdd, KindSet:
 		r.Item = d.slot()
 		r.ItemID = d.str()

@@ -15,7 +15,7 @@ import (
 //
 //	{"seq":17,"epoch":1,"kind":"draw","request_id":101,"item":"gold","commit":true,"crc":"9f0a12bc"}
 //
-// Kinds: draw, draw_failed (with user and time for a player's draw), key (key, count), add and set (item, quantity,
+// Kinds: draw, draw_failed (with user and time for a player's draw), rules (rules: their JSON as a string), key (key, count), add and set (item, quantity,
 // weight as an exact decimal), remove (item), epoch. Encoding is by hand so
 // it does not allocate; decoding uses encoding/json and sets Item to -1.
 type jsonlCodec struct{}
@@ -72,6 +72,9 @@ func (jsonlCodec) encode(dst []byte, st *codecState, r *Record) []byte {
 	case KindRemove:
 		dst = append(dst, `,"item":`...)
 		dst = appendJSONString(dst, r.ItemID)
+	case KindRules:
+		dst = append(dst, `,"rules":`...)
+		dst = appendJSONString(dst, r.Key)
 	}
 	dst = append(dst, `,"commit":`...)
 	dst = strconv.AppendBool(dst, r.Commit)
@@ -107,6 +110,7 @@ type jsonRecord struct {
 	Count     uint32      `json:"count"`
 	Quantity  int64       `json:"quantity"`
 	Weight    json.Number `json:"weight"`
+	Rules     string      `json:"rules"`
 	User      string      `json:"user"`
 	Time      int64       `json:"time"`
 	Commit    bool        `json:"commit"`
@@ -154,6 +158,8 @@ func (jsonlCodec) decode(p []byte, st *codecState, r *Record) (int, error) {
 		}
 	case KindRemove:
 		r.ItemID = j.Item
+	case KindRules:
+		r.Key = j.Rules
 	case KindEpoch:
 	default:
 		return bad(fmt.Sprintf("unknown kind %q", j.Kind), true)

@@ -93,6 +93,9 @@ func appendCanonical(dst []byte, r *Record) []byte {
 	case KindEpoch:
 		dst = append(dst, "EPOCH "...)
 		dst = strconv.AppendUint(dst, r.Epoch, 10)
+	case KindRules:
+		dst = append(dst, "RULES "...)
+		dst = strconv.AppendQuote(dst, r.Key)
 	}
 	if r.User != "" {
 		dst = append(dst, " @"...)
@@ -251,6 +254,13 @@ func parseCanonical(s string, r *Record) error {
 			return fmt.Errorf("bad REMOVE line")
 		}
 		r.Kind, r.ItemID = KindRemove, rest
+	case "RULES":
+		q, err := strconv.QuotedPrefix(rest)
+		if err != nil || q != rest || q[0] != '"' {
+			return fmt.Errorf("bad RULES line")
+		}
+		r.Kind = KindRules
+		r.Key, _ = strconv.Unquote(q)
 	case "EPOCH":
 		e, err := strconv.ParseUint(rest, 10, 64)
 		if err != nil || e != r.Epoch {

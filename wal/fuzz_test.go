@@ -40,7 +40,9 @@ func seedRecords(c codec) [][]byte {
 	st := codecState{seq: 16, epoch: 1, req: 100}
 	var seeds [][]byte
 	var all []byte
-	for _, r := range g.batch(12) {
+	recs := g.batch(12)
+	recs = append(recs, rulesRecord(recs[len(recs)-1].Seq+1))
+	for _, r := range recs {
 		if c.name() == "binary" || c.check(&r) == nil {
 			b := c.encode(nil, &st, &r)
 			seeds = append(seeds, b)

@@ -30,12 +30,17 @@ const (
 	KindRemove Kind = 6
 	// KindEpoch starts epoch Epoch (a replica promotion).
 	KindEpoch Kind = 7
+	// KindRules replaces the pool's player rules with Key, their JSON form
+	// (package gacha; "" removes them). Players' counters are kept by name.
+	KindRules Kind = 8
+
+	maxKind = KindRules
 )
 
 // kindNames are the stable names of the kinds: the jsonl codec's "kind",
 // the log sink's and (upper-cased) the replication protocol's.
 var kindNames = [...]string{KindDraw: "draw", KindDrawFailed: "draw_failed", KindKey: "key",
-	KindAdd: "add", KindSet: "set", KindRemove: "remove", KindEpoch: "epoch"}
+	KindAdd: "add", KindSet: "set", KindRemove: "remove", KindEpoch: "epoch", KindRules: "rules"}
 
 // Name returns k's stable lower-case name, e.g. "draw_failed".
 func (k Kind) Name() string {
@@ -70,6 +75,8 @@ func (k Kind) String() string {
 		return "REMOVE"
 	case KindEpoch:
 		return "EPOCH"
+	case KindRules:
+		return "RULES"
 	}
 	return fmt.Sprintf("KIND(%d)", uint8(k))
 }
@@ -91,7 +98,7 @@ type Record struct {
 	ItemID    string // KindDraw, KindAdd, KindSet, KindRemove
 	Quantity  int64  // KindAdd, KindSet; -1 means unlimited
 	Weight    uint64 // KindAdd, KindSet; in units of 1e-6
-	Key       string // KindKey
+	Key       string // KindKey; KindRules: the rules' JSON
 	Count     uint32 // KindKey
 	// User is the player a draw was for (KindDraw, KindDrawFailed; "" for
 	// none), Time the writer's clock when it decided the draw, in Unix
@@ -118,6 +125,8 @@ func (r *Record) String() string {
 		return fmt.Sprintf("REMOVE %s", r.ItemID)
 	case KindEpoch:
 		return fmt.Sprintf("EPOCH %d", r.Epoch)
+	case KindRules:
+		return fmt.Sprintf("RULES %q", r.Key)
 	}
 	return r.Kind.String()
 }

@@ -27,6 +27,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/pools/{pool}", s.guard(accessRead, s.handleGetPool))
 	mux.HandleFunc("GET /v1/pools/{pool}/odds", s.guard(accessRead, s.handleOdds))
 	mux.HandleFunc("GET /v1/pools/{pool}/users/{user}", s.guard(accessRead, s.handlePlayer))
+	mux.HandleFunc("GET /v1/pools/{pool}/rules", s.guard(accessRead, s.handleGetRules))
+	mux.HandleFunc("PUT /v1/pools/{pool}/rules", s.guard(accessAdmin, s.handlePutRules))
 	mux.HandleFunc("GET /v1/replication", s.guard(accessRead, s.handleReplication))
 	mux.HandleFunc("POST /v1/promote", s.guard(accessAdmin, s.handlePromote))
 	mux.HandleFunc("PUT /v1/pools/{pool}/items/{item}", s.guard(accessAdmin, s.handlePutItem))

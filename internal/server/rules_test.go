@@ -223,3 +223,50 @@ func TestRulesEndpointsNeedAToken(t *testing.T) {
 	ts.mustDo("GET", "/v1/pools/banner/users/u", "", "", http.StatusUnauthorized)
 	ts.mustDo("GET", "/v1/pools/banner/users/u", "client-secret", "", http.StatusOK)
 }
+
+// An admin replaces a pool's rules (validated against its catalog) through
+// the log; the new rules hold at once.
+func TestRulesAdminHTTP(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, serverOpts{dataDir: dir, configure: func(c *config.Config) {
+		rulesPools(c)
+		c.AdminToken = "admin-secret"
+	}})
+	body := `{"items":[{"item":"gold","tier":"rare"}],"pity":[{"tier":"rare","hard":1}]}`
+	ts.mustDo("PUT", "/v1/pools/prizes/rules", "", body, http.StatusUnauthorized)
+	code, b := ts.do("PUT", "/v1/pools/prizes/rules", "admin-secret", `{"pity":[{"tier":"ur","hard":1}]}`)
+	if e := decodeError(t, b); code != http.StatusBadRequest || !strings.Contains(e.Message, "pity[0].tier") {
+		t.Fatalf("invalid rules: %d %s", code, b)
+	}
+	code, b = ts.do("PUT", "/v1/pools/prizes/rules", "admin-secret", `{"items":[{"item":"nope","tier":"x"}]}`)
+	if e := decodeError(t, b); code != http.StatusBadRequest || !strings.Contains(e.Message, `unknown item "nope"`) {
+		t.Fatalf("rules naming an unknown item: %d %s", code, b)
+	}
+	if got := string(ts.mustDo("PUT", "/v1/pools/prizes/rules", "admin-secret", body, http.StatusOK)); strings.TrimSpace(got) != body {
+		t.Fatalf("PUT answered %s, want %s", got, body)
+	}
+	code, b = ts.do("POST", "/v1/pools/prizes/draw", "", `{}`)
+	if code != http.StatusBadRequest || !strings.Contains(string(b), "user_id") {
+		t.Fatalf("draw without a user after the rules: %d %s", code, b)
+	}
+	var out struct {
+		Draws []struct {
+			ItemID string `json:"item_id"`
+			Pity   string `json:"pity"`
+		} `json:"draws"`
+	}
+	if err := json.Unmarshal(ts.mustDo("POST", "/v1/pools/prizes/draw", "", `{"count": 3, "user_id": "u"}`, http.StatusOK), &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range out.Draws {
+		if d.ItemID != "gold" || d.Pity != "rare hard pity" {
+			t.Fatalf("hard pity 1 on gold drew %+v", d)
+		}
+	}
+	if got := string(ts.mustDo("GET", "/v1/pools/prizes/rules", "", "", http.StatusOK)); strings.TrimSpace(got) != body {
+		t.Fatalf("GET rules %s", got)
+	}
+	if got := strings.TrimSpace(string(ts.mustDo("GET", "/v1/pools/other/rules", "", "", http.StatusOK))); got != "{}" {
+		t.Fatalf("GET rules of a pool without any: %s", got)
+	}
+}

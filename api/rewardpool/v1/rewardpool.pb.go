@@ -1526,6 +1526,8 @@ type WALRecord struct {
 	//	"SET"          item slot/item_id set to quantity, weight_units.
 	//	"REMOVE"       item slot/item_id removed (its slot stays reserved).
 	//	"EPOCH"        epoch begins (a promotion).
+	//	"RULES"        the pool's player rules become key (their JSON form;
+	//	               empty: none).
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// True on the last record of a write batch; a replica applies and
 	// acknowledges whole batches only.
@@ -1541,7 +1543,7 @@ type WALRecord struct {
 	Quantity int64 `protobuf:"varint,8,opt,name=quantity,proto3" json:"quantity,omitempty"`
 	// ADD, SET: weight in micro-units (1 = 0.000001).
 	WeightUnits uint64 `protobuf:"varint,9,opt,name=weight_units,json=weightUnits,proto3" json:"weight_units,omitempty"`
-	// KEY: the idempotency key.
+	// KEY: the idempotency key. RULES: the rules' JSON form.
 	Key string `protobuf:"bytes,10,opt,name=key,proto3" json:"key,omitempty"`
 	// KEY: how many draw records that follow belong to the key.
 	Count uint32 `protobuf:"varint,11,opt,name=count,proto3" json:"count,omitempty"`

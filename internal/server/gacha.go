@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -105,4 +106,73 @@ func (s *Server) handlePlayer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeProto(w, p)
+}
+
+// setRules replaces pool's player rules with the JSON form js (package
+// gacha), through the pool's log, and returns the rules now in force.
+func (s *Server) setRules(ctx context.Context, pool string, js []byte) (gacha.Rules, error) {
+	e, err := s.pool(pool)
+	if err != nil {
+		return gacha.Rules{}, err
+	}
+	if err := s.replicaErr(); err != nil {
+		return gacha.Rules{}, err
+	}
+	r, err := gacha.Parse(strings.TrimSpace(string(js)))
+	if err != nil {
+		return gacha.Rules{}, invalid("rules: %v", err)
+	}
+	// Items the rules name must be in the catalog now.
+	st, err := e.State(ctx)
+	if err != nil {
+		return gacha.Rules{}, err
+	}
+	ids := make([]string, len(st.Items))
+	for i, it := range st.Items {
+		ids[i] = it.ID
+	}
+	if err := r.Validate(ids); err != nil {
+		return gacha.Rules{}, invalid("%v", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if err := e.SetRules(ctx, r); err != nil {
+		return gacha.Rules{}, err
+	}
+	s.log.Info("rewardpool: rules replaced", "pool", pool, "rules", r.Encode())
+	if err := s.awaitReplicas(ctx, pool, e); err != nil {
+		return gacha.Rules{}, err
+	}
+	return e.Rules(ctx)
+}
+
+func (s *Server) handleGetRules(w http.ResponseWriter, r *http.Request) {
+	e, err := s.pool(r.PathValue("pool"))
+	if err == nil {
+		var rules gacha.Rules
+		if rules, err = e.Rules(r.Context()); err == nil {
+			writeJSON(w, http.StatusOK, rulesJSON(rules))
+			return
+		}
+	}
+	s.writeError(w, err)
+}
+
+// handlePutRules takes the rules' JSON form (README "Gacha rules").
+func (s *Server) handlePutRules(w http.ResponseWriter, r *http.Request) {
+	b, err := readBody(r)
+	if err == nil {
+		var rules gacha.Rules
+		if rules, err = s.setRules(r.Context(), r.PathValue("pool"), b); err == nil {
+			writeJSON(w, http.StatusOK, rulesJSON(rules))
+			return
+		}
+	}
+	s.writeError(w, err)
+}
+
+// rulesJSON is the rules' JSON form; {} for none.
+func rulesJSON(r gacha.Rules) []byte {
+	if js := r.Encode(); js != "" {
+		return []byte(js)
+	}
+	return []byte("{}")
 }
