@@ -18,7 +18,9 @@ import (
 //
 // An entry is a type byte, the pool's name, then:
 //
-//	'B' batch:      first seq, record count, records
+//	'B' batch:      first seq, record count, records (each: kind|commit byte,
+//	                epoch, request id, zigzag slot, item id, zigzag quantity,
+//	                weight, key, count, user, zigzag time)
 //	'C' checkpoint: seq (the pool's own log is durable through seq)
 //	'R' reset:      seq (forget the pool's earlier entries; its log ends at seq)
 //
@@ -67,6 +69,8 @@ func appendBatch(dst []byte, pool string, recs []wal.Record) []byte {
 		dst = binary.AppendUvarint(dst, r.Weight)
 		dst = appendString(dst, r.Key)
 		dst = binary.AppendUvarint(dst, uint64(r.Count))
+		dst = appendString(dst, r.User)
+		dst = binary.AppendVarint(dst, r.Time)
 	}
 	return dst
 }
@@ -135,6 +139,8 @@ func decodeBody(body []byte) (uint64, []entry, error) {
 					d.fail("count %d", c)
 				}
 				r.Count = uint32(c)
+				r.User = d.str(1 << 16)
+				r.Time = d.varint()
 			}
 			if d.err == nil && !e.recs[n-1].Commit {
 				d.fail("batch from seq %d does not end with a commit", e.seq)
