@@ -106,7 +106,8 @@ func (w *writerState) installRules(js string) (rulesUndo, error) {
 	}
 	p := gacha.NewPlayers(t.Stride())
 	if w.players != nil {
-		ids, rows := w.players.Capture()
+		ids, chunks := w.players.Capture()
+		rows := gacha.Flatten(chunks, len(ids), w.players.Stride())
 		if err := t.Restore(p, w.rules.Columns(), ids, rows); err != nil {
 			return u, err
 		}
@@ -180,8 +181,8 @@ func (w *writerState) capturePlayers() *snapshot.Players {
 	if w.players == nil {
 		return nil
 	}
-	ids, rows := w.players.Capture()
-	return &snapshot.Players{Columns: w.rules.Columns(), IDs: ids, Rows: rows}
+	ids, chunks := w.players.Capture()
+	return &snapshot.Players{Columns: w.rules.Columns(), IDs: ids, Chunks: chunks, ChunkRows: gacha.ChunkPlayers}
 }
 
 // playerRef is the player of the request being decided: found once per

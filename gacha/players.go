@@ -30,16 +30,29 @@ type Row []uint32
 // order they first drew (so iteration, snapshots and digests are
 // deterministic). It keeps an undo journal so that a batch whose write
 // fails can be taken back.
+//
+// Rows live in chunks of chunkPlayers players. A snapshot (Capture) takes
+// the chunks as they are, in O(chunks), and the writer copies a chunk
+// before its first change after a capture: a snapshot of ten million
+// players costs the writer microseconds, not a 240 MB copy.
 type Players struct {
 	stride int
 	index  map[string]uint32
 	ids    []string
-	rows   []uint32
+	chunks []*chunk
+	gen    uint64 // raised by Capture: chunks of an older gen are shared
 
 	// Undo journal since the last Commit: saved rows (old values) and the
 	// player count at the first change.
 	journal []journalEntry
 	saved   []uint32
+}
+
+const chunkPlayers = 1024
+
+type chunk struct {
+	gen  uint64 // the Players gen it was made or copied in
+	rows []uint32
 }
 
 type journalEntry struct {
@@ -70,12 +83,27 @@ func (p *Players) Lookup(user string) (Row, bool) {
 	return p.row(i), true
 }
 
-// At returns the i-th player (first-draw order) and their row.
+// At returns the i-th player (first-draw order) and their row (read only).
 func (p *Players) At(i int) (string, Row) { return p.ids[i], p.row(uint32(i)) }
 
+// row is player i's row, to read.
 func (p *Players) row(i uint32) Row {
-	o := int(i) * p.stride
-	return Row(p.rows[o : o+p.stride : o+p.stride])
+	c := p.chunks[i/chunkPlayers]
+	o := int(i%chunkPlayers) * p.stride
+	return Row(c.rows[o : o+p.stride : o+p.stride])
+}
+
+// writable is player i's row, to change: its chunk is copied first if a
+// snapshot holds it.
+func (p *Players) writable(i uint32) Row {
+	k := i / chunkPlayers
+	for int(k) >= len(p.chunks) {
+		p.chunks = append(p.chunks, &chunk{gen: p.gen, rows: make([]uint32, chunkPlayers*p.stride)})
+	}
+	if c := p.chunks[k]; c.gen != p.gen {
+		p.chunks[k] = &chunk{gen: p.gen, rows: append([]uint32(nil), c.rows...)}
+	}
+	return p.row(i)
 }
 
 // Index returns user's place in the table, or ok false if they never drew.
@@ -85,7 +113,8 @@ func (p *Players) Index(user string) (i uint32, ok bool) {
 }
 
 // Row returns the row of the player at index i (from Index or EditIndex).
-// A view: valid until the next player is added.
+// It may be changed only after Edit or EditIndex of that player, and only
+// until the next Capture.
 func (p *Players) Row(i uint32) Row { return p.row(i) }
 
 // Edit returns user's row for changing, adding the player if new. The old
@@ -107,13 +136,11 @@ func (p *Players) edit(user string, i uint32, ok bool) uint32 {
 		p.journal = append(p.journal, journalEntry{row: i, players: len(p.ids), created: true})
 		p.index[user] = i
 		p.ids = append(p.ids, user)
-		for range p.stride {
-			p.rows = append(p.rows, 0)
-		}
+		clear(p.writable(i)) // a rolled-back player may have left counters
 		return i
 	}
 	p.journal = append(p.journal, journalEntry{row: i, players: len(p.ids)})
-	p.saved = append(p.saved, p.row(i)...)
+	p.saved = append(p.saved, p.writable(i)...)
 	return i
 }
 
@@ -130,11 +157,10 @@ func (p *Players) Rollback(m Mark) {
 		if e.created {
 			delete(p.index, p.ids[e.row])
 			p.ids = p.ids[:e.row]
-			p.rows = p.rows[:int(e.row)*p.stride]
 			continue
 		}
 		n := len(p.saved) - p.stride
-		copy(p.row(e.row), p.saved[n:])
+		copy(p.writable(e.row), p.saved[n:])
 		p.saved = p.saved[:n]
 	}
 	p.journal = p.journal[:m]
@@ -153,19 +179,36 @@ func (p *Players) Put(user string, vals []uint32) {
 		i = uint32(len(p.ids))
 		p.index[user] = i
 		p.ids = append(p.ids, user)
-		for range p.stride {
-			p.rows = append(p.rows, 0)
-		}
 	}
-	copy(p.row(i), vals)
+	copy(p.writable(i), vals)
 }
 
-// Capture returns the players and a copy of their rows for a snapshot
-// taken between batches: the id slice shares storage that later edits
-// never change below its length, the rows are copied.
-func (p *Players) Capture() (ids []string, rows []uint32) {
+// Capture returns the players and their rows for a snapshot taken between
+// batches, without copying: the id slice shares storage that later edits
+// never change below its length, and the chunks are frozen (the writer
+// copies a chunk before changing it again). Player i's row is
+// chunks[i/ChunkPlayers][(i%ChunkPlayers)*stride:][:stride].
+func (p *Players) Capture() (ids []string, chunks [][]uint32) {
 	n := len(p.ids)
-	return p.ids[:n:n], append([]uint32(nil), p.rows...)
+	chunks = make([][]uint32, len(p.chunks))
+	for k, c := range p.chunks {
+		chunks[k] = c.rows
+	}
+	p.gen++
+	return p.ids[:n:n], chunks
+}
+
+// ChunkPlayers is the number of players per chunk of Capture.
+const ChunkPlayers = chunkPlayers
+
+// Flatten copies captured rows of n players into one slice.
+func Flatten(chunks [][]uint32, n, stride int) []uint32 {
+	out := make([]uint32, 0, n*stride)
+	for i := 0; i < n; i += chunkPlayers {
+		m := min(chunkPlayers, n-i)
+		out = append(out, chunks[i/chunkPlayers][:m*stride]...)
+	}
+	return out
 }
 
 // Columns names the counters of a row, for snapshots: a later run whose

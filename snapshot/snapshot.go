@@ -59,6 +59,22 @@ type Players struct {
 	Columns []string
 	IDs     []string
 	Rows    []uint32 // len(IDs) * len(Columns), row-major
+	// Chunks, when Rows is nil, hold the rows instead (what the engine
+	// captures without copying): player i's row is at
+	// Chunks[i/ChunkRows][(i%ChunkRows)*len(Columns):]. Encode reads them;
+	// Decode fills Rows.
+	Chunks    [][]uint32
+	ChunkRows int
+}
+
+// row returns player i's counters.
+func (p *Players) row(i int) []uint32 {
+	c := len(p.Columns)
+	if p.Rows != nil || p.ChunkRows == 0 {
+		return p.Rows[i*c : (i+1)*c]
+	}
+	o := (i % p.ChunkRows) * c
+	return p.Chunks[i/p.ChunkRows][o : o+c]
 }
 
 // Key is one remembered idempotency key and the draws that answered it.
@@ -117,7 +133,7 @@ func Encode(dst []byte, st *State) []byte {
 		for i, id := range p.IDs {
 			dst = binary.AppendUvarint(dst, uint64(len(id)))
 			dst = append(dst, id...)
-			for _, v := range p.Rows[i*len(p.Columns) : (i+1)*len(p.Columns)] {
+			for _, v := range p.row(i) {
 				dst = binary.AppendUvarint(dst, uint64(v))
 			}
 		}
