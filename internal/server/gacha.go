@@ -176,3 +176,23 @@ func rulesJSON(r gacha.Rules) []byte {
 	}
 	return []byte("{}")
 }
+
+func (g *grpcService) GetRules(ctx context.Context, req *rpv1.GetRulesRequest) (*rpv1.PoolRules, error) {
+	e, err := g.s.pool(req.GetPool())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rules, err := e.Rules(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &rpv1.PoolRules{Pool: req.GetPool(), RulesJson: string(rulesJSON(rules))}, nil
+}
+
+func (g *grpcService) SetRules(ctx context.Context, req *rpv1.PoolRules) (*rpv1.PoolRules, error) {
+	rules, err := g.s.setRules(ctx, req.GetPool(), []byte(req.GetRulesJson()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &rpv1.PoolRules{Pool: req.GetPool(), RulesJson: string(rulesJSON(rules))}, nil
+}

@@ -35,6 +35,8 @@ var methodAccess = map[string]access{
 	rpv1.RewardPool_DeleteItem_FullMethodName: accessAdmin,
 	rpv1.RewardPool_GetOdds_FullMethodName:    accessRead,
 	rpv1.RewardPool_GetPlayer_FullMethodName:  accessRead,
+	rpv1.RewardPool_GetRules_FullMethodName:   accessRead,
+	rpv1.RewardPool_SetRules_FullMethodName:   accessAdmin,
 
 	rpv1.Replication_StreamWAL_FullMethodName:   accessReplication,
 	rpv1.Replication_GetSnapshot_FullMethodName: accessReplication,

@@ -270,3 +270,36 @@ func TestRulesAdminHTTP(t *testing.T) {
 		t.Fatalf("GET rules of a pool without any: %s", got)
 	}
 }
+
+func TestRulesAdminGRPC(t *testing.T) {
+	ts := startServer(t, serverOpts{configure: func(c *config.Config) {
+		rulesPools(c)
+		c.AdminToken = "admin-secret"
+	}})
+	ctx := testCtx(t)
+	js := `{"items":[{"item":"gold","tier":"rare"}],"pity":[{"tier":"rare","hard":1}]}`
+	if _, err := ts.rp.SetRules(ctx, &rpv1.PoolRules{Pool: "prizes", RulesJson: js}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("SetRules without the admin token: %v", err)
+	}
+	admin := withToken(ctx, "admin-secret")
+	if _, err := ts.rp.SetRules(admin, &rpv1.PoolRules{Pool: "prizes", RulesJson: `{"pity":[{"tier":"rare","hard":0}]}`}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("SetRules with invalid rules: %v", err)
+	}
+	got, err := ts.rp.SetRules(admin, &rpv1.PoolRules{Pool: "prizes", RulesJson: js})
+	if err != nil || got.GetRulesJson() != js {
+		t.Fatalf("SetRules: %v %v", got, err)
+	}
+	if got, err := ts.rp.GetRules(ctx, &rpv1.GetRulesRequest{Pool: "prizes"}); err != nil || got.GetRulesJson() != js {
+		t.Fatalf("GetRules: %v %v", got, err)
+	}
+	res, err := ts.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "prizes", UserId: "u"})
+	if err != nil || res.GetDraws()[0].GetItemId() != "gold" {
+		t.Fatalf("draw under the new rules: %v %v", res, err)
+	}
+	if got, err := ts.rp.SetRules(admin, &rpv1.PoolRules{Pool: "prizes", RulesJson: "{}"}); err != nil || got.GetRulesJson() != "{}" {
+		t.Fatalf("removing the rules: %v %v", got, err)
+	}
+	if _, err := ts.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "prizes"}); err != nil {
+		t.Fatalf("draw without a user once the rules are gone: %v", err)
+	}
+}

@@ -12,6 +12,8 @@
 //   DELETE /v1/pools/{pool}/items/{id}   DeleteItemRequest                 -> Pool
 //   GET    /v1/pools/{pool}/odds[?user_id=U]  GetOddsRequest               -> Odds
 //   GET    /v1/pools/{pool}/users/{user}  GetPlayerRequest                 -> Player
+//   GET    /v1/pools/{pool}/rules        GetRulesRequest                   -> the rules' JSON
+//   PUT    /v1/pools/{pool}/rules        the rules' JSON                   -> the rules' JSON
 //
 // JSON notes: 64-bit integer fields (uint64, int64) are written as JSON
 // strings by protojson and accepted as either JSON numbers or strings.
@@ -65,6 +67,110 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GetRulesRequest names a pool.
+type GetRulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name. Required (INVALID_ARGUMENT "pool"); NOT_FOUND when no such
+	// pool exists.
+	Pool          string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRulesRequest) Reset() {
+	*x = GetRulesRequest{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRulesRequest) ProtoMessage() {}
+
+func (x *GetRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRulesRequest.ProtoReflect.Descriptor instead.
+func (*GetRulesRequest) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetRulesRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+// PoolRules are a pool's player rules.
+type PoolRules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The rules' JSON form, as PUT /v1/pools/{pool}/rules takes it (README
+	// "Gacha rules"): items (tier, featured), pity, per_user, item_caps,
+	// window. "{}" or empty: no rules.
+	RulesJson     string `protobuf:"bytes,2,opt,name=rules_json,json=rulesJson,proto3" json:"rules_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolRules) Reset() {
+	*x = PoolRules{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolRules) ProtoMessage() {}
+
+func (x *PoolRules) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolRules.ProtoReflect.Descriptor instead.
+func (*PoolRules) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PoolRules) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *PoolRules) GetRulesJson() string {
+	if x != nil {
+		return x.RulesJson
+	}
+	return ""
+}
+
 // GetOddsRequest names the pool and, optionally, the player.
 type GetOddsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -79,7 +185,7 @@ type GetOddsRequest struct {
 
 func (x *GetOddsRequest) Reset() {
 	*x = GetOddsRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[0]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +197,7 @@ func (x *GetOddsRequest) String() string {
 func (*GetOddsRequest) ProtoMessage() {}
 
 func (x *GetOddsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[0]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +210,7 @@ func (x *GetOddsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOddsRequest.ProtoReflect.Descriptor instead.
 func (*GetOddsRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{0}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetOddsRequest) GetPool() string {
@@ -134,7 +240,7 @@ type ItemOdds struct {
 
 func (x *ItemOdds) Reset() {
 	*x = ItemOdds{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[1]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +252,7 @@ func (x *ItemOdds) String() string {
 func (*ItemOdds) ProtoMessage() {}
 
 func (x *ItemOdds) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[1]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +265,7 @@ func (x *ItemOdds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemOdds.ProtoReflect.Descriptor instead.
 func (*ItemOdds) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{1}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ItemOdds) GetItemId() string {
@@ -191,7 +297,7 @@ type TierOdds struct {
 
 func (x *TierOdds) Reset() {
 	*x = TierOdds{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[2]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +309,7 @@ func (x *TierOdds) String() string {
 func (*TierOdds) ProtoMessage() {}
 
 func (x *TierOdds) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[2]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +322,7 @@ func (x *TierOdds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierOdds.ProtoReflect.Descriptor instead.
 func (*TierOdds) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{2}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TierOdds) GetTier() string {
@@ -269,7 +375,7 @@ type Odds struct {
 
 func (x *Odds) Reset() {
 	*x = Odds{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[3]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +387,7 @@ func (x *Odds) String() string {
 func (*Odds) ProtoMessage() {}
 
 func (x *Odds) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[3]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +400,7 @@ func (x *Odds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Odds.ProtoReflect.Descriptor instead.
 func (*Odds) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{3}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Odds) GetPool() string {
@@ -374,7 +480,7 @@ type GetPlayerRequest struct {
 
 func (x *GetPlayerRequest) Reset() {
 	*x = GetPlayerRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[4]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +492,7 @@ func (x *GetPlayerRequest) String() string {
 func (*GetPlayerRequest) ProtoMessage() {}
 
 func (x *GetPlayerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[4]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +505,7 @@ func (x *GetPlayerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPlayerRequest.ProtoReflect.Descriptor instead.
 func (*GetPlayerRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{4}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetPlayerRequest) GetPool() string {
@@ -439,7 +545,7 @@ type Player struct {
 
 func (x *Player) Reset() {
 	*x = Player{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[5]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +557,7 @@ func (x *Player) String() string {
 func (*Player) ProtoMessage() {}
 
 func (x *Player) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[5]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +570,7 @@ func (x *Player) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Player.ProtoReflect.Descriptor instead.
 func (*Player) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{5}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Player) GetPool() string {
@@ -539,7 +645,7 @@ type PityCounter struct {
 
 func (x *PityCounter) Reset() {
 	*x = PityCounter{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[6]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +657,7 @@ func (x *PityCounter) String() string {
 func (*PityCounter) ProtoMessage() {}
 
 func (x *PityCounter) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[6]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +670,7 @@ func (x *PityCounter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PityCounter.ProtoReflect.Descriptor instead.
 func (*PityCounter) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{6}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PityCounter) GetTier() string {
@@ -631,7 +737,7 @@ type HeldItem struct {
 
 func (x *HeldItem) Reset() {
 	*x = HeldItem{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[7]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +749,7 @@ func (x *HeldItem) String() string {
 func (*HeldItem) ProtoMessage() {}
 
 func (x *HeldItem) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[7]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +762,7 @@ func (x *HeldItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldItem.ProtoReflect.Descriptor instead.
 func (*HeldItem) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{7}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HeldItem) GetItemId() string {
@@ -715,7 +821,7 @@ type DrawRequest struct {
 
 func (x *DrawRequest) Reset() {
 	*x = DrawRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[8]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +833,7 @@ func (x *DrawRequest) String() string {
 func (*DrawRequest) ProtoMessage() {}
 
 func (x *DrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[8]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +846,7 @@ func (x *DrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrawRequest.ProtoReflect.Descriptor instead.
 func (*DrawRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{8}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DrawRequest) GetPool() string {
@@ -792,7 +898,7 @@ type Draw struct {
 
 func (x *Draw) Reset() {
 	*x = Draw{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[9]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +910,7 @@ func (x *Draw) String() string {
 func (*Draw) ProtoMessage() {}
 
 func (x *Draw) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[9]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +923,7 @@ func (x *Draw) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draw.ProtoReflect.Descriptor instead.
 func (*Draw) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{9}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Draw) GetRequestId() uint64 {
@@ -859,7 +965,7 @@ type DrawResponse struct {
 
 func (x *DrawResponse) Reset() {
 	*x = DrawResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +977,7 @@ func (x *DrawResponse) String() string {
 func (*DrawResponse) ProtoMessage() {}
 
 func (x *DrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[10]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +990,7 @@ func (x *DrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrawResponse.ProtoReflect.Descriptor instead.
 func (*DrawResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{10}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DrawResponse) GetDraws() []*Draw {
@@ -915,7 +1021,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1033,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[11]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1046,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{11}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Item) GetId() string {
@@ -993,7 +1099,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1111,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[12]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1124,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{12}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Pool) GetName() string {
@@ -1072,7 +1178,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1190,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1203,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{13}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{15}
 }
 
 // ListPoolsResponse lists the pools on this node.
@@ -1111,7 +1217,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1229,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1242,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{14}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -1158,7 +1264,7 @@ type GetPoolRequest struct {
 
 func (x *GetPoolRequest) Reset() {
 	*x = GetPoolRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1276,7 @@ func (x *GetPoolRequest) String() string {
 func (*GetPoolRequest) ProtoMessage() {}
 
 func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1289,7 @@ func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{15}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetPoolRequest) GetPool() string {
@@ -1217,7 +1323,7 @@ type PutItemRequest struct {
 
 func (x *PutItemRequest) Reset() {
 	*x = PutItemRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1335,7 @@ func (x *PutItemRequest) String() string {
 func (*PutItemRequest) ProtoMessage() {}
 
 func (x *PutItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1348,7 @@ func (x *PutItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutItemRequest.ProtoReflect.Descriptor instead.
 func (*PutItemRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{16}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PutItemRequest) GetPool() string {
@@ -1289,7 +1395,7 @@ type DeleteItemRequest struct {
 
 func (x *DeleteItemRequest) Reset() {
 	*x = DeleteItemRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1407,7 @@ func (x *DeleteItemRequest) String() string {
 func (*DeleteItemRequest) ProtoMessage() {}
 
 func (x *DeleteItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1420,7 @@ func (x *DeleteItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteItemRequest.ProtoReflect.Descriptor instead.
 func (*DeleteItemRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{17}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteItemRequest) GetPool() string {
@@ -1347,7 +1453,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1465,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1478,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{18}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AckRequest) GetPool() string {
@@ -1405,7 +1511,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1523,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1536,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{19}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{21}
 }
 
 // StreamWALRequest says which pool to follow and from where.
@@ -1459,7 +1565,7 @@ type StreamWALRequest struct {
 
 func (x *StreamWALRequest) Reset() {
 	*x = StreamWALRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1577,7 @@ func (x *StreamWALRequest) String() string {
 func (*StreamWALRequest) ProtoMessage() {}
 
 func (x *StreamWALRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1590,7 @@ func (x *StreamWALRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamWALRequest.ProtoReflect.Descriptor instead.
 func (*StreamWALRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{20}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StreamWALRequest) GetPool() string {
@@ -1559,7 +1665,7 @@ type WALRecord struct {
 
 func (x *WALRecord) Reset() {
 	*x = WALRecord{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1677,7 @@ func (x *WALRecord) String() string {
 func (*WALRecord) ProtoMessage() {}
 
 func (x *WALRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1690,7 @@ func (x *WALRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WALRecord.ProtoReflect.Descriptor instead.
 func (*WALRecord) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{21}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WALRecord) GetSeq() uint64 {
@@ -1690,7 +1796,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1808,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1821,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{22}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetSnapshotRequest) GetPool() string {
@@ -1741,7 +1847,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1859,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1872,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{23}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -1804,7 +1910,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1922,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1935,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{24}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PromoteRequest) GetForce() bool {
@@ -1853,7 +1959,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +1971,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +1984,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{25}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PromoteResponse) GetEpoch() uint64 {
@@ -1899,7 +2005,13 @@ var File_rewardpool_v1_rewardpool_proto protoreflect.FileDescriptor
 
 const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\n" +
-	"\x1erewardpool/v1/rewardpool.proto\x12\rrewardpool.v1\"=\n" +
+	"\x1erewardpool/v1/rewardpool.proto\x12\rrewardpool.v1\"%\n" +
+	"\x0fGetRulesRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\">\n" +
+	"\tPoolRules\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1d\n" +
+	"\n" +
+	"rules_json\x18\x02 \x01(\tR\trulesJson\"=\n" +
 	"\x0eGetOddsRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\"E\n" +
@@ -2025,7 +2137,7 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"=\n" +
 	"\x0fPromoteResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
-	"\x05pools\x18\x02 \x03(\tR\x05pools2\xbb\x05\n" +
+	"\x05pools\x18\x02 \x03(\tR\x05pools2\xc1\x06\n" +
 	"\n" +
 	"RewardPool\x12?\n" +
 	"\x04Draw\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse\x12I\n" +
@@ -2040,7 +2152,9 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\n" +
 	"NoopStream\x12\x1a.rewardpool.v1.DrawRequest\x1a\x1b.rewardpool.v1.DrawResponse(\x010\x01\x12=\n" +
 	"\aGetOdds\x12\x1d.rewardpool.v1.GetOddsRequest\x1a\x13.rewardpool.v1.Odds\x12C\n" +
-	"\tGetPlayer\x12\x1f.rewardpool.v1.GetPlayerRequest\x1a\x15.rewardpool.v1.Player2\xb1\x02\n" +
+	"\tGetPlayer\x12\x1f.rewardpool.v1.GetPlayerRequest\x1a\x15.rewardpool.v1.Player\x12D\n" +
+	"\bGetRules\x12\x1e.rewardpool.v1.GetRulesRequest\x1a\x18.rewardpool.v1.PoolRules\x12>\n" +
+	"\bSetRules\x12\x18.rewardpool.v1.PoolRules\x1a\x18.rewardpool.v1.PoolRules2\xb1\x02\n" +
 	"\vReplication\x12H\n" +
 	"\tStreamWAL\x12\x1f.rewardpool.v1.StreamWALRequest\x1a\x18.rewardpool.v1.WALRecord0\x01\x12P\n" +
 	"\vGetSnapshot\x12!.rewardpool.v1.GetSnapshotRequest\x1a\x1c.rewardpool.v1.SnapshotChunk0\x01\x12H\n" +
@@ -2059,75 +2173,81 @@ func file_rewardpool_v1_rewardpool_proto_rawDescGZIP() []byte {
 	return file_rewardpool_v1_rewardpool_proto_rawDescData
 }
 
-var file_rewardpool_v1_rewardpool_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_rewardpool_v1_rewardpool_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_rewardpool_v1_rewardpool_proto_goTypes = []any{
-	(*GetOddsRequest)(nil),     // 0: rewardpool.v1.GetOddsRequest
-	(*ItemOdds)(nil),           // 1: rewardpool.v1.ItemOdds
-	(*TierOdds)(nil),           // 2: rewardpool.v1.TierOdds
-	(*Odds)(nil),               // 3: rewardpool.v1.Odds
-	(*GetPlayerRequest)(nil),   // 4: rewardpool.v1.GetPlayerRequest
-	(*Player)(nil),             // 5: rewardpool.v1.Player
-	(*PityCounter)(nil),        // 6: rewardpool.v1.PityCounter
-	(*HeldItem)(nil),           // 7: rewardpool.v1.HeldItem
-	(*DrawRequest)(nil),        // 8: rewardpool.v1.DrawRequest
-	(*Draw)(nil),               // 9: rewardpool.v1.Draw
-	(*DrawResponse)(nil),       // 10: rewardpool.v1.DrawResponse
-	(*Item)(nil),               // 11: rewardpool.v1.Item
-	(*Pool)(nil),               // 12: rewardpool.v1.Pool
-	(*ListPoolsRequest)(nil),   // 13: rewardpool.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),  // 14: rewardpool.v1.ListPoolsResponse
-	(*GetPoolRequest)(nil),     // 15: rewardpool.v1.GetPoolRequest
-	(*PutItemRequest)(nil),     // 16: rewardpool.v1.PutItemRequest
-	(*DeleteItemRequest)(nil),  // 17: rewardpool.v1.DeleteItemRequest
-	(*AckRequest)(nil),         // 18: rewardpool.v1.AckRequest
-	(*AckResponse)(nil),        // 19: rewardpool.v1.AckResponse
-	(*StreamWALRequest)(nil),   // 20: rewardpool.v1.StreamWALRequest
-	(*WALRecord)(nil),          // 21: rewardpool.v1.WALRecord
-	(*GetSnapshotRequest)(nil), // 22: rewardpool.v1.GetSnapshotRequest
-	(*SnapshotChunk)(nil),      // 23: rewardpool.v1.SnapshotChunk
-	(*PromoteRequest)(nil),     // 24: rewardpool.v1.PromoteRequest
-	(*PromoteResponse)(nil),    // 25: rewardpool.v1.PromoteResponse
+	(*GetRulesRequest)(nil),    // 0: rewardpool.v1.GetRulesRequest
+	(*PoolRules)(nil),          // 1: rewardpool.v1.PoolRules
+	(*GetOddsRequest)(nil),     // 2: rewardpool.v1.GetOddsRequest
+	(*ItemOdds)(nil),           // 3: rewardpool.v1.ItemOdds
+	(*TierOdds)(nil),           // 4: rewardpool.v1.TierOdds
+	(*Odds)(nil),               // 5: rewardpool.v1.Odds
+	(*GetPlayerRequest)(nil),   // 6: rewardpool.v1.GetPlayerRequest
+	(*Player)(nil),             // 7: rewardpool.v1.Player
+	(*PityCounter)(nil),        // 8: rewardpool.v1.PityCounter
+	(*HeldItem)(nil),           // 9: rewardpool.v1.HeldItem
+	(*DrawRequest)(nil),        // 10: rewardpool.v1.DrawRequest
+	(*Draw)(nil),               // 11: rewardpool.v1.Draw
+	(*DrawResponse)(nil),       // 12: rewardpool.v1.DrawResponse
+	(*Item)(nil),               // 13: rewardpool.v1.Item
+	(*Pool)(nil),               // 14: rewardpool.v1.Pool
+	(*ListPoolsRequest)(nil),   // 15: rewardpool.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),  // 16: rewardpool.v1.ListPoolsResponse
+	(*GetPoolRequest)(nil),     // 17: rewardpool.v1.GetPoolRequest
+	(*PutItemRequest)(nil),     // 18: rewardpool.v1.PutItemRequest
+	(*DeleteItemRequest)(nil),  // 19: rewardpool.v1.DeleteItemRequest
+	(*AckRequest)(nil),         // 20: rewardpool.v1.AckRequest
+	(*AckResponse)(nil),        // 21: rewardpool.v1.AckResponse
+	(*StreamWALRequest)(nil),   // 22: rewardpool.v1.StreamWALRequest
+	(*WALRecord)(nil),          // 23: rewardpool.v1.WALRecord
+	(*GetSnapshotRequest)(nil), // 24: rewardpool.v1.GetSnapshotRequest
+	(*SnapshotChunk)(nil),      // 25: rewardpool.v1.SnapshotChunk
+	(*PromoteRequest)(nil),     // 26: rewardpool.v1.PromoteRequest
+	(*PromoteResponse)(nil),    // 27: rewardpool.v1.PromoteResponse
 }
 var file_rewardpool_v1_rewardpool_proto_depIdxs = []int32{
-	1,  // 0: rewardpool.v1.Odds.items:type_name -> rewardpool.v1.ItemOdds
-	2,  // 1: rewardpool.v1.Odds.tiers:type_name -> rewardpool.v1.TierOdds
-	1,  // 2: rewardpool.v1.Odds.base_items:type_name -> rewardpool.v1.ItemOdds
-	5,  // 3: rewardpool.v1.Odds.player:type_name -> rewardpool.v1.Player
-	6,  // 4: rewardpool.v1.Player.pity:type_name -> rewardpool.v1.PityCounter
-	7,  // 5: rewardpool.v1.Player.held:type_name -> rewardpool.v1.HeldItem
-	9,  // 6: rewardpool.v1.DrawResponse.draws:type_name -> rewardpool.v1.Draw
-	11, // 7: rewardpool.v1.Pool.items:type_name -> rewardpool.v1.Item
-	12, // 8: rewardpool.v1.ListPoolsResponse.pools:type_name -> rewardpool.v1.Pool
-	8,  // 9: rewardpool.v1.RewardPool.Draw:input_type -> rewardpool.v1.DrawRequest
-	8,  // 10: rewardpool.v1.RewardPool.DrawStream:input_type -> rewardpool.v1.DrawRequest
-	13, // 11: rewardpool.v1.RewardPool.ListPools:input_type -> rewardpool.v1.ListPoolsRequest
-	15, // 12: rewardpool.v1.RewardPool.GetPool:input_type -> rewardpool.v1.GetPoolRequest
-	16, // 13: rewardpool.v1.RewardPool.PutItem:input_type -> rewardpool.v1.PutItemRequest
-	17, // 14: rewardpool.v1.RewardPool.DeleteItem:input_type -> rewardpool.v1.DeleteItemRequest
-	8,  // 15: rewardpool.v1.RewardPool.Noop:input_type -> rewardpool.v1.DrawRequest
-	8,  // 16: rewardpool.v1.RewardPool.NoopStream:input_type -> rewardpool.v1.DrawRequest
-	0,  // 17: rewardpool.v1.RewardPool.GetOdds:input_type -> rewardpool.v1.GetOddsRequest
-	4,  // 18: rewardpool.v1.RewardPool.GetPlayer:input_type -> rewardpool.v1.GetPlayerRequest
-	20, // 19: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
-	22, // 20: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
-	24, // 21: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
-	18, // 22: rewardpool.v1.Replication.Ack:input_type -> rewardpool.v1.AckRequest
-	10, // 23: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
-	10, // 24: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
-	14, // 25: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
-	12, // 26: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
-	12, // 27: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
-	12, // 28: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
-	10, // 29: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
-	10, // 30: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
-	3,  // 31: rewardpool.v1.RewardPool.GetOdds:output_type -> rewardpool.v1.Odds
-	5,  // 32: rewardpool.v1.RewardPool.GetPlayer:output_type -> rewardpool.v1.Player
-	21, // 33: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
-	23, // 34: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
-	25, // 35: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
-	19, // 36: rewardpool.v1.Replication.Ack:output_type -> rewardpool.v1.AckResponse
-	23, // [23:37] is the sub-list for method output_type
-	9,  // [9:23] is the sub-list for method input_type
+	3,  // 0: rewardpool.v1.Odds.items:type_name -> rewardpool.v1.ItemOdds
+	4,  // 1: rewardpool.v1.Odds.tiers:type_name -> rewardpool.v1.TierOdds
+	3,  // 2: rewardpool.v1.Odds.base_items:type_name -> rewardpool.v1.ItemOdds
+	7,  // 3: rewardpool.v1.Odds.player:type_name -> rewardpool.v1.Player
+	8,  // 4: rewardpool.v1.Player.pity:type_name -> rewardpool.v1.PityCounter
+	9,  // 5: rewardpool.v1.Player.held:type_name -> rewardpool.v1.HeldItem
+	11, // 6: rewardpool.v1.DrawResponse.draws:type_name -> rewardpool.v1.Draw
+	13, // 7: rewardpool.v1.Pool.items:type_name -> rewardpool.v1.Item
+	14, // 8: rewardpool.v1.ListPoolsResponse.pools:type_name -> rewardpool.v1.Pool
+	10, // 9: rewardpool.v1.RewardPool.Draw:input_type -> rewardpool.v1.DrawRequest
+	10, // 10: rewardpool.v1.RewardPool.DrawStream:input_type -> rewardpool.v1.DrawRequest
+	15, // 11: rewardpool.v1.RewardPool.ListPools:input_type -> rewardpool.v1.ListPoolsRequest
+	17, // 12: rewardpool.v1.RewardPool.GetPool:input_type -> rewardpool.v1.GetPoolRequest
+	18, // 13: rewardpool.v1.RewardPool.PutItem:input_type -> rewardpool.v1.PutItemRequest
+	19, // 14: rewardpool.v1.RewardPool.DeleteItem:input_type -> rewardpool.v1.DeleteItemRequest
+	10, // 15: rewardpool.v1.RewardPool.Noop:input_type -> rewardpool.v1.DrawRequest
+	10, // 16: rewardpool.v1.RewardPool.NoopStream:input_type -> rewardpool.v1.DrawRequest
+	2,  // 17: rewardpool.v1.RewardPool.GetOdds:input_type -> rewardpool.v1.GetOddsRequest
+	6,  // 18: rewardpool.v1.RewardPool.GetPlayer:input_type -> rewardpool.v1.GetPlayerRequest
+	0,  // 19: rewardpool.v1.RewardPool.GetRules:input_type -> rewardpool.v1.GetRulesRequest
+	1,  // 20: rewardpool.v1.RewardPool.SetRules:input_type -> rewardpool.v1.PoolRules
+	22, // 21: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
+	24, // 22: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
+	26, // 23: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
+	20, // 24: rewardpool.v1.Replication.Ack:input_type -> rewardpool.v1.AckRequest
+	12, // 25: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
+	12, // 26: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
+	16, // 27: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
+	14, // 28: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
+	14, // 29: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
+	14, // 30: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
+	12, // 31: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
+	12, // 32: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
+	5,  // 33: rewardpool.v1.RewardPool.GetOdds:output_type -> rewardpool.v1.Odds
+	7,  // 34: rewardpool.v1.RewardPool.GetPlayer:output_type -> rewardpool.v1.Player
+	1,  // 35: rewardpool.v1.RewardPool.GetRules:output_type -> rewardpool.v1.PoolRules
+	1,  // 36: rewardpool.v1.RewardPool.SetRules:output_type -> rewardpool.v1.PoolRules
+	23, // 37: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
+	25, // 38: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
+	27, // 39: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
+	21, // 40: rewardpool.v1.Replication.Ack:output_type -> rewardpool.v1.AckResponse
+	25, // [25:41] is the sub-list for method output_type
+	9,  // [9:25] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2138,14 +2258,14 @@ func file_rewardpool_v1_rewardpool_proto_init() {
 	if File_rewardpool_v1_rewardpool_proto != nil {
 		return
 	}
-	file_rewardpool_v1_rewardpool_proto_msgTypes[16].OneofWrappers = []any{}
+	file_rewardpool_v1_rewardpool_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rewardpool_v1_rewardpool_proto_rawDesc), len(file_rewardpool_v1_rewardpool_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -12,6 +12,8 @@
 //   DELETE /v1/pools/{pool}/items/{id}   DeleteItemRequest                 -> Pool
 //   GET    /v1/pools/{pool}/odds[?user_id=U]  GetOddsRequest               -> Odds
 //   GET    /v1/pools/{pool}/users/{user}  GetPlayerRequest                 -> Player
+//   GET    /v1/pools/{pool}/rules        GetRulesRequest                   -> the rules' JSON
+//   PUT    /v1/pools/{pool}/rules        the rules' JSON                   -> the rules' JSON
 //
 // JSON notes: 64-bit integer fields (uint64, int64) are written as JSON
 // strings by protojson and accepted as either JSON numbers or strings.
@@ -73,6 +75,8 @@ const (
 	RewardPool_NoopStream_FullMethodName = "/rewardpool.v1.RewardPool/NoopStream"
 	RewardPool_GetOdds_FullMethodName    = "/rewardpool.v1.RewardPool/GetOdds"
 	RewardPool_GetPlayer_FullMethodName  = "/rewardpool.v1.RewardPool/GetPlayer"
+	RewardPool_GetRules_FullMethodName   = "/rewardpool.v1.RewardPool/GetRules"
+	RewardPool_SetRules_FullMethodName   = "/rewardpool.v1.RewardPool/SetRules"
 )
 
 // RewardPoolClient is the client API for RewardPool service.
@@ -158,6 +162,18 @@ type RewardPoolClient interface {
 	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT "user_id" (empty,
 	// over 128 bytes, not UTF-8).
 	GetPlayer(ctx context.Context, in *GetPlayerRequest, opts ...grpc.CallOption) (*Player, error)
+	// GetRules returns a pool's player rules in their JSON form.
+	// Errors: NOT_FOUND unknown pool.
+	GetRules(ctx context.Context, in *GetRulesRequest, opts ...grpc.CallOption) (*PoolRules, error)
+	// SetRules (admin) replaces a pool's player rules through its log,
+	// validated against its catalog; players' counters are kept for the pity
+	// rules (by tier) and item caps (by item) that remain. Empty rules remove
+	// them. Returns the rules in force.
+	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT naming the rule;
+	// UNKNOWN / OUTCOME_UNKNOWN, UNAVAILABLE as for PutItem;
+	// FAILED_PRECONDITION on a replica; UNAUTHENTICATED without the admin
+	// token when one is configured.
+	SetRules(ctx context.Context, in *PoolRules, opts ...grpc.CallOption) (*PoolRules, error)
 }
 
 type rewardPoolClient struct {
@@ -274,6 +290,26 @@ func (c *rewardPoolClient) GetPlayer(ctx context.Context, in *GetPlayerRequest, 
 	return out, nil
 }
 
+func (c *rewardPoolClient) GetRules(ctx context.Context, in *GetRulesRequest, opts ...grpc.CallOption) (*PoolRules, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PoolRules)
+	err := c.cc.Invoke(ctx, RewardPool_GetRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rewardPoolClient) SetRules(ctx context.Context, in *PoolRules, opts ...grpc.CallOption) (*PoolRules, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PoolRules)
+	err := c.cc.Invoke(ctx, RewardPool_SetRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RewardPoolServer is the server API for RewardPool service.
 // All implementations must embed UnimplementedRewardPoolServer
 // for forward compatibility.
@@ -357,6 +393,18 @@ type RewardPoolServer interface {
 	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT "user_id" (empty,
 	// over 128 bytes, not UTF-8).
 	GetPlayer(context.Context, *GetPlayerRequest) (*Player, error)
+	// GetRules returns a pool's player rules in their JSON form.
+	// Errors: NOT_FOUND unknown pool.
+	GetRules(context.Context, *GetRulesRequest) (*PoolRules, error)
+	// SetRules (admin) replaces a pool's player rules through its log,
+	// validated against its catalog; players' counters are kept for the pity
+	// rules (by tier) and item caps (by item) that remain. Empty rules remove
+	// them. Returns the rules in force.
+	// Errors: NOT_FOUND unknown pool; INVALID_ARGUMENT naming the rule;
+	// UNKNOWN / OUTCOME_UNKNOWN, UNAVAILABLE as for PutItem;
+	// FAILED_PRECONDITION on a replica; UNAUTHENTICATED without the admin
+	// token when one is configured.
+	SetRules(context.Context, *PoolRules) (*PoolRules, error)
 	mustEmbedUnimplementedRewardPoolServer()
 }
 
@@ -396,6 +444,12 @@ func (UnimplementedRewardPoolServer) GetOdds(context.Context, *GetOddsRequest) (
 }
 func (UnimplementedRewardPoolServer) GetPlayer(context.Context, *GetPlayerRequest) (*Player, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPlayer not implemented")
+}
+func (UnimplementedRewardPoolServer) GetRules(context.Context, *GetRulesRequest) (*PoolRules, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRules not implemented")
+}
+func (UnimplementedRewardPoolServer) SetRules(context.Context, *PoolRules) (*PoolRules, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRules not implemented")
 }
 func (UnimplementedRewardPoolServer) mustEmbedUnimplementedRewardPoolServer() {}
 func (UnimplementedRewardPoolServer) testEmbeddedByValue()                    {}
@@ -576,6 +630,42 @@ func _RewardPool_GetPlayer_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RewardPool_GetRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RewardPoolServer).GetRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RewardPool_GetRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RewardPoolServer).GetRules(ctx, req.(*GetRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RewardPool_SetRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PoolRules)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RewardPoolServer).SetRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RewardPool_SetRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RewardPoolServer).SetRules(ctx, req.(*PoolRules))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RewardPool_ServiceDesc is the grpc.ServiceDesc for RewardPool service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -614,6 +704,14 @@ var RewardPool_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPlayer",
 			Handler:    _RewardPool_GetPlayer_Handler,
+		},
+		{
+			MethodName: "GetRules",
+			Handler:    _RewardPool_GetRules_Handler,
+		},
+		{
+			MethodName: "SetRules",
+			Handler:    _RewardPool_SetRules_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
