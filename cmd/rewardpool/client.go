@@ -97,15 +97,19 @@ func (cf *clientFlags) call(method, path string, body any, stdout io.Writer) err
 
 func runDraw(args []string, stdout io.Writer) error {
 	var cf clientFlags
-	fs := newClientFlagSet("draw", "[--count N] [--key K]", &cf)
+	fs := newClientFlagSet("draw", "[--count N] [--key K] [--user U]", &cf)
 	count := fs.Int("count", 1, "number of draws in the request")
 	key := fs.String("key", "", "idempotency key: a retry with the same key returns the first answer")
+	user := fs.String("user", "", "the player the draws are for (pools with player rules need one)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	body := map[string]any{"count": *count}
 	if *key != "" {
 		body["idempotency_key"] = *key
+	}
+	if *user != "" {
+		body["user_id"] = *user
 	}
 	return cf.call("POST", "/v1/pools/"+url.PathEscape(cf.pool)+"/draw", body, stdout)
 }

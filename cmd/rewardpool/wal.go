@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/rewardpool/rewardpool"
@@ -152,8 +153,15 @@ func runSnapshot(args []string, stdout io.Writer) error {
 	for i, s := range st.Slots {
 		slots[i] = slotJSON{itemJSON{s.ID, s.Quantity, []byte(formatWeight(s.Weight))}, s.Removed}
 	}
-	return printJSON(stdout, map[string]any{
+	out := map[string]any{
 		"file": filepath.Base(path), "seq": st.Seq, "epoch": st.Epoch,
 		"last_request_id": st.LastRequestID, "slots": slots, "idempotency_keys": len(st.Keys),
-	})
+	}
+	if st.Rules != "" {
+		out["rules"] = json.RawMessage(st.Rules)
+		if st.Players != nil {
+			out["players"] = len(st.Players.IDs)
+		}
+	}
+	return printJSON(stdout, out)
 }
