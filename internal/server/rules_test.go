@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -11,10 +12,12 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	rpool "github.com/rewardpool/rewardpool"
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
 	"github.com/rewardpool/rewardpool/internal/config"
+	"github.com/rewardpool/rewardpool/wal"
 )
 
 // rulesPools adds "banner" (every draw of a player is a forced ssr, three
@@ -301,5 +304,61 @@ func TestRulesAdminGRPC(t *testing.T) {
 	}
 	if _, err := ts.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "prizes"}); err != nil {
 		t.Fatalf("draw without a user once the rules are gone: %v", err)
+	}
+}
+
+// A replica derives the players from its primary's records and takes the
+// rules from its log (or snapshot), never from its own configuration:
+// equal digests, equal player state.
+func TestRulesReplication(t *testing.T) {
+	small := func(c *config.Config) {
+		c.WAL.SegmentSize = config.MinSegmentSize
+		c.SnapshotEvery = 200
+		c.WAL.KeepSegments = 0
+		rulesPools(c)
+		c.Pools[2].Rules.PerUser.MaxDrawsPerDay = 1000
+	}
+	primary := startNode(t, "", "", small)
+	ctx := testCtx(t)
+	drawUsers := func(n int) {
+		for i := range n {
+			if _, err := primary.rp.Draw(ctx, &rpv1.DrawRequest{Pool: "banner", Count: uint32(1 + i%3), UserId: fmt.Sprintf("u%d", i%20)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	drawUsers(300)
+	// The replica starts from a snapshot (players and rules in it): the
+	// primary's first segments are gone.
+	e, _ := primary.srv.pools.Load().get("banner")
+	if err := e.ScanLog(1, func(*wal.Record) error { return nil }); err == nil {
+		t.Fatal("primary still has seq 1: the test needs it deleted")
+	}
+	// The replica's own configuration says otherwise: it must not matter.
+	r := startNode(t, "", primary.srv.Addr().String(), func(c *config.Config) {
+		small(c)
+		c.Pools[2].Rules.Pity[0].Hard = 7
+	})
+	waitSame(t, "banner", primary, r)
+	drawUsers(50)
+	if _, err := primary.rp.SetRules(ctx, &rpv1.PoolRules{Pool: "banner",
+		RulesJson: `{"items":[{"item":"ssr_a","tier":"ssr","featured":true},{"item":"ssr_b","tier":"ssr"}],"pity":[{"tier":"ssr","hard":3}]}`}); err != nil {
+		t.Fatal(err)
+	}
+	drawUsers(50)
+	waitSame(t, "banner", primary, r)
+	for i := range 20 {
+		u := fmt.Sprintf("u%d", i)
+		a, err := primary.rp.GetPlayer(ctx, &rpv1.GetPlayerRequest{Pool: "banner", UserId: u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := r.rp.GetPlayer(ctx, &rpv1.GetPlayerRequest{Pool: "banner", UserId: u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(a, b) || a.GetDraws() == 0 || a.GetPity()[0].GetHard() != 3 {
+			t.Fatalf("%s on the primary %v, on the replica %v", u, a, b)
+		}
 	}
 }
