@@ -39,6 +39,8 @@ type Table struct {
 	tierSlots [][]int32  // slots of each tier
 
 	pl plan // scratch of the current decision
+
+	reasons []string // Pull.Reason's texts, by rule, hard, guaranteed, fallback
 }
 
 type itemRule struct {
@@ -100,6 +102,18 @@ func New(r Rules) (*Table, error) {
 	}
 	if !r.Window.End.IsZero() {
 		t.endMs = r.Window.End.UnixMilli()
+	}
+	for rule := -1; rule < len(t.pity); rule++ {
+		for _, forced := range []bool{false, true} {
+			if rule < 0 && forced {
+				continue
+			}
+			for _, g := range []bool{false, true} {
+				for _, f := range []bool{false, true} {
+					t.reasons = append(t.reasons, Pull{Rule: rule, Forced: forced, Guaranteed: g, Fallback: f}.reasonText(t))
+				}
+			}
+		}
 	}
 	t.stride = rowHeader + len(t.pity) + len(t.capMax)
 	t.zero = make(Row, t.stride)
@@ -238,8 +252,29 @@ type Pull struct {
 }
 
 // Reason says why the pull went the way it did, for the answer's "pity"
-// field: "" when no rule acted.
+// field: "" when no rule acted. The texts are made once per table, so a
+// draw does not allocate for them.
 func (p Pull) Reason(t *Table) string {
+	i := 0 // no rule
+	if p.Rule >= 0 {
+		i = 1 + 2*p.Rule // soft
+		if p.Forced {
+			i++ // hard
+		}
+	}
+	i = i*4 + boolBit(p.Guaranteed)*2 + boolBit(p.Fallback)
+	return t.reasons[i]
+}
+
+func boolBit(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// reasonText builds the text Reason returns.
+func (p Pull) reasonText(t *Table) string {
 	s := ""
 	if p.Rule >= 0 {
 		kind := "soft"

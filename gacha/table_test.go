@@ -398,3 +398,23 @@ func TestRulesEncodeParse(t *testing.T) {
 		}
 	}
 }
+
+func TestReasonTexts(t *testing.T) {
+	c, r := banner()
+	tb := mustTable(t, c, r)
+	for rule := -1; rule < 2; rule++ {
+		for _, forced := range []bool{false, true} {
+			for _, g := range []bool{false, true} {
+				for _, f := range []bool{false, true} {
+					p := Pull{Rule: rule, Forced: forced && rule >= 0, Guaranteed: g, Fallback: f}
+					if got, want := p.Reason(tb), p.reasonText(tb); got != want {
+						t.Errorf("%+v: Reason %q, want %q", p, got, want)
+					}
+				}
+			}
+		}
+	}
+	if got := (Pull{Rule: 1, Forced: true, Guaranteed: true}).Reason(tb); got != "sr hard pity, featured guarantee" {
+		t.Errorf("reason %q", got)
+	}
+}
