@@ -42,6 +42,10 @@ type State struct {
 	Epoch         uint64
 	LastRequestID uint64
 	Items         []Item // live items in catalog order, with remaining quantities
+	// Available holds, for items whose stock the rules release over time,
+	// the units drawable now (the schedule bounded by the quantity); nil
+	// when no item is paced.
+	Available map[string]int64
 }
 
 // opKind says what a call asks the writer to do.

@@ -619,9 +619,10 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 			}
 			w.cat.Take(slot)
 			w.replayPlayer(r, slot)
-		} else if w.cat.Total() != 0 && r.User == "" {
+		} else if w.cat.Total() != 0 && r.User == "" && !w.paced() {
 			// A player's draw may find nothing while others could still
-			// draw: the items left are capped for that player.
+			// draw: the items left are capped for that player; and in a
+			// paced pool the stock left may not be released yet.
 			return bad("pool was not empty")
 		}
 		if pk.key != "" {

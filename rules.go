@@ -221,6 +221,8 @@ func (w *writerState) drawPlayer(pr *playerRef, rec *wal.Record, res *DrawResult
 		}
 		rec.User, rec.Time = user, w.now
 	}
+	paced := w.paced()
+	w.atNow(w.now)
 	p := w.rules.Draw(cat, row, w.rng)
 	if p.Slot < 0 {
 		return
@@ -239,6 +241,11 @@ func (w *writerState) drawPlayer(pr *playerRef, rec *wal.Record, res *DrawResult
 		}
 		w.rules.Apply(cat, w.players.Row(pr.idx), p.Slot, w.now)
 	}
+	if paced {
+		// The pool's row counts the units of paced items drawn; it is
+		// changed after the player's, as replay does.
+		w.rules.ApplyPool(cat, w.players.Edit(gacha.PoolRow), p.Slot)
+	}
 }
 
 // replayRules applies a logged RULES record.
@@ -255,10 +262,54 @@ func (w *writerState) replayRules(r *wal.Record) error {
 
 // replayPlayer applies a logged draw of slot to its player.
 func (w *writerState) replayPlayer(r *wal.Record, slot int32) {
-	if w.rules == nil || r.User == "" || slot < 0 {
+	if w.rules == nil || slot < 0 {
 		return
 	}
-	w.rules.Apply(ruleCat{w.cat}, w.players.Edit(r.User), slot, r.Time)
+	if r.User != "" {
+		w.rules.Apply(ruleCat{w.cat}, w.players.Edit(r.User), slot, r.Time)
+	}
+	if w.rules.Paced() {
+		w.rules.ApplyPool(ruleCat{w.cat}, w.players.Edit(gacha.PoolRow), slot)
+	}
+}
+
+// paced reports whether the pool paces items: a draw may then find nothing
+// while the catalog still has stock.
+func (w *writerState) paced() bool { return w.rules != nil && w.rules.Paced() }
+
+// atNow sets the rules' pacing context to ms and the pool's row.
+func (w *writerState) atNow(ms int64) {
+	if !w.paced() {
+		return
+	}
+	var pool gacha.Row
+	if i, ok := w.players.Index(gacha.PoolRow); ok {
+		pool = w.players.Row(i)
+	}
+	w.rules.At(ms, pool)
+}
+
+// available returns, for each paced live item, the units drawable at ms
+// (its release schedule bounded by its remaining quantity).
+func (w *writerState) available(ms int64) map[string]int64 {
+	if !w.paced() {
+		return nil
+	}
+	w.atNow(ms)
+	out := map[string]int64{}
+	for s := range w.cat.Slots() {
+		it, removed := w.cat.Item(int32(s))
+		if removed {
+			continue
+		}
+		if n, ok := w.rules.Available(ruleCat{w.cat}, int32(s)); ok {
+			if it.Quantity != Unlimited {
+				n = min(n, uint64(it.Quantity))
+			}
+			out[it.ID] = int64(n)
+		}
+	}
+	return out
 }
 
 // digestPlayers adds the players to a state digest.
@@ -322,6 +373,7 @@ func (e *Engine) Odds(ctx context.Context, user string) (Odds, error) {
 			row, _ = w.players.Lookup(user)
 		}
 		now := e.opts.clock().UnixMilli()
+		w.atNow(now)
 		g := w.rules.Odds(cat, row, nil)
 		o.Items = itemOdds(cat, g.Items)
 		o.Tiers = g.Tiers

@@ -591,7 +591,8 @@ func (e *Engine) syncNow() {
 // batches, so it never sees a half-decided batch.
 func (e *Engine) stateCopy() State {
 	w := &e.w
-	return State{Seq: w.seq, Epoch: w.epoch, LastRequestID: w.reqID, Items: w.cat.Items()}
+	return State{Seq: w.seq, Epoch: w.epoch, LastRequestID: w.reqID, Items: w.cat.Items(),
+		Available: w.available(e.opts.clock().UnixMilli())}
 }
 
 // captureState copies what a snapshot needs. It is cheap (the catalog's

@@ -12,6 +12,8 @@ import "fmt"
 //	[3] flags: bit i set = pity rule i owes a featured item
 //	[4 : 4+P]     pity counters, one per pity rule
 //	[4+P : 4+P+C] items held, one per item cap
+//	[4+P+C : ]    units drawn, one per paced item (used in the pool's row,
+//	              PoolRow, only)
 //
 // The row is derived only from the draw records (Table.Apply), so the log
 // alone rebuilds it.
@@ -221,6 +223,11 @@ func (t *Table) Columns() []string {
 	for _, c := range t.rules.ItemCaps {
 		cols = append(cols, "cap:"+c.Item)
 	}
+	for _, it := range t.rules.Items {
+		if it.Release != nil {
+			cols = append(cols, "taken:"+it.Item)
+		}
+	}
 	return cols
 }
 
@@ -258,7 +265,7 @@ func (t *Table) Restore(p *Players, cols, ids []string, rows []uint32) error {
 	}
 	vals := make([]uint32, t.stride)
 	for k, id := range ids {
-		if id == "" || len(id) > MaxUserLen {
+		if len(id) > MaxUserLen {
 			return fmt.Errorf("gacha: player %d: bad id %q", k, id)
 		}
 		if _, dup := p.index[id]; dup {

@@ -62,6 +62,35 @@ type ItemTier struct {
 	Item     string `json:"item"`
 	Tier     string `json:"tier,omitempty"`
 	Featured bool   `json:"featured,omitempty"`
+	// Release paces a limited item's stock over time (nil: all of it is
+	// drawable at once).
+	Release *Release `json:"release,omitempty"`
+}
+
+// Release makes Amount units of an item drawable at the window's start
+// and Amount more every Every after it; units not drawn carry over. The
+// item's remaining quantity still bounds what is drawable.
+type Release struct {
+	Every  Duration `json:"every"`
+	Amount uint32   `json:"amount"`
+}
+
+// Duration is a time.Duration that reads and writes as "1h30m" in JSON.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration like \"1h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // Pity is one pity rule. A player's counter for it counts their draws
@@ -162,6 +191,12 @@ func (e *RuleError) Unwrap() error { return ErrInvalidRules }
 // catalog arrives later from its primary) and returns every problem, each
 // a *RuleError, joined.
 func (r *Rules) Validate(itemIDs []string) error {
+	return r.ValidateItems(itemIDs, nil)
+}
+
+// ValidateItems is Validate that also knows which items are unlimited
+// (a release needs a limited item).
+func (r *Rules) ValidateItems(itemIDs []string, unlimited map[string]bool) error {
 	var errs []error
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, &RuleError{Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -183,6 +218,17 @@ func (r *Rules) Validate(itemIDs []string) error {
 			bad(p+".id", "item %q has a tier twice", it.Item)
 		}
 		seen[it.Item] = true
+		if rel := it.Release; rel != nil {
+			switch {
+			case unlimited[it.Item]:
+				bad(p+".release", "item %q is unlimited: there is no stock to release", it.Item)
+			case rel.Every < Duration(time.Second) || rel.Amount < 1:
+				bad(p+".release", "release every %s, amount %d: want every >= 1s and amount >= 1", time.Duration(rel.Every), rel.Amount)
+			}
+			if r.Window.Start.IsZero() {
+				bad(p+".release", "a release starts at the window's start: set window.start")
+			}
+		}
 		if it.Tier == "" {
 			if it.Featured {
 				bad(p+".featured", "item %q is featured but has no tier", it.Item)

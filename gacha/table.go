@@ -29,11 +29,17 @@ type Table struct {
 	pity   []pityRule
 	byID   map[string]itemRule
 	capMax []uint32
+	paces  []pace
 	stride int
 	zero   Row // the state of a player who never drew
 
 	// The window in Unix milliseconds: [startMs, endMs).
 	startMs, endMs int64
+
+	// The pacing context of the next decision (Table.At): the clock and
+	// the pool's row, which counts the units of each paced item drawn.
+	nowMs int64
+	pool  Row
 
 	slots     []itemRule // per catalog slot, extended by sync
 	tierSlots [][]int32  // slots of each tier
@@ -47,6 +53,13 @@ type itemRule struct {
 	tier     uint8 // 0: no tier
 	featured bool
 	cap      int16 // index into capMax, -1: not capped
+	pace     int16 // index into paces, -1: not paced
+}
+
+// pace is one item's release schedule, in Unix milliseconds.
+type pace struct {
+	every  int64
+	amount uint64
 }
 
 type pityRule struct {
@@ -62,7 +75,11 @@ func New(r Rules) (*Table, error) {
 	t := &Table{rules: r, tiers: []string{""}, byID: map[string]itemRule{}}
 	tierIdx := map[string]uint8{}
 	for _, it := range r.Items {
-		ir := itemRule{featured: it.Featured, cap: -1}
+		ir := itemRule{featured: it.Featured, cap: -1, pace: -1}
+		if rel := it.Release; rel != nil {
+			ir.pace = int16(len(t.paces))
+			t.paces = append(t.paces, pace{every: max(1, time.Duration(rel.Every).Milliseconds()), amount: uint64(rel.Amount)})
+		}
 		if it.Tier != "" {
 			i, ok := tierIdx[it.Tier]
 			if !ok {
@@ -90,7 +107,7 @@ func New(r Rules) (*Table, error) {
 	for i, c := range r.ItemCaps {
 		ir, ok := t.byID[c.Item]
 		if !ok {
-			ir = itemRule{cap: -1}
+			ir = itemRule{cap: -1, pace: -1}
 		}
 		ir.cap = int16(i)
 		t.byID[c.Item] = ir
@@ -115,8 +132,9 @@ func New(r Rules) (*Table, error) {
 			}
 		}
 	}
-	t.stride = rowHeader + len(t.pity) + len(t.capMax)
+	t.stride = rowHeader + len(t.pity) + len(t.capMax) + len(t.paces)
 	t.zero = make(Row, t.stride)
+	t.pool = t.zero
 	t.tierSlots = make([][]int32, len(t.tiers))
 	t.pl.tierW = make([]uint64, len(t.tiers))
 	t.pl.featW = make([]uint64, len(t.tiers))
@@ -137,7 +155,7 @@ func (t *Table) sync(cat Catalog) {
 	for s := len(t.slots); s < cat.Slots(); s++ {
 		ir, ok := t.byID[cat.ID(int32(s))]
 		if !ok {
-			ir = itemRule{cap: -1}
+			ir = itemRule{cap: -1, pace: -1}
 		}
 		t.slots = append(t.slots, ir)
 		t.tierSlots[ir.tier] = append(t.tierSlots[ir.tier], int32(s))
@@ -166,7 +184,68 @@ func (t *Table) weight(cat Catalog, row Row, s int32) uint64 {
 	if c := t.slots[s].cap; c >= 0 && row[rowHeader+len(t.pity)+int(c)] >= t.capMax[c] {
 		return 0
 	}
+	if k := t.slots[s].pace; k >= 0 && t.released(int(k)) <= uint64(t.pool[t.takenCol(int(k))]) {
+		return 0
+	}
 	return w
+}
+
+// Paced reports whether any item's stock is released over time: draws
+// then need the pool's row (At) and change it (ApplyPool).
+func (t *Table) Paced() bool { return len(t.paces) > 0 }
+
+// PoolRow is the id of the pool's own row in Players: the units of each
+// paced item drawn so far. No player can have it (user ids are non-empty).
+const PoolRow = ""
+
+// At sets the clock (Unix ms) and the pool's row (nil: nothing drawn yet)
+// that the next decisions (Draw, Odds, Available) pace items with.
+func (t *Table) At(ms int64, pool Row) {
+	if pool == nil {
+		pool = t.zero
+	}
+	t.nowMs, t.pool = ms, pool
+}
+
+func (t *Table) takenCol(k int) int { return rowHeader + len(t.pity) + len(t.capMax) + k }
+
+// released is how many units of paced item k the schedule has made
+// drawable by the clock of At: Amount at the window's start and Amount
+// more each Every.
+func (t *Table) released(k int) uint64 {
+	if t.nowMs < t.startMs {
+		return 0
+	}
+	p := t.paces[k]
+	return p.amount * uint64((t.nowMs-t.startMs)/p.every+1)
+}
+
+// ApplyPool counts a draw of slot in the pool's row, when its item is paced.
+func (t *Table) ApplyPool(cat Catalog, pool Row, slot int32) {
+	if slot < 0 || len(t.paces) == 0 {
+		return
+	}
+	t.sync(cat)
+	if k := t.slots[slot].pace; k >= 0 {
+		c := t.takenCol(int(k))
+		pool[c] = sat(pool[c])
+	}
+}
+
+// Available is how many units of slot's item are drawable now (by the At
+// context) under its release schedule, before its remaining quantity
+// bounds it; ok is false for an item that is not paced.
+func (t *Table) Available(cat Catalog, slot int32) (n uint64, ok bool) {
+	t.sync(cat)
+	k := t.slots[slot].pace
+	if k < 0 {
+		return 0, false
+	}
+	rel, taken := t.released(int(k)), uint64(t.pool[t.takenCol(int(k))])
+	if rel <= taken {
+		return 0, true
+	}
+	return rel - taken, true
 }
 
 // decide fills t.pl for the next draw of the player whose row is row.

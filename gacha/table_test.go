@@ -418,3 +418,66 @@ func TestReasonTexts(t *testing.T) {
 		t.Errorf("reason %q", got)
 	}
 }
+
+// A release makes Amount units drawable at the window's start and Amount
+// more each Every, unused units carrying over; paced-out units are not
+// drawn.
+func TestReleasePacing(t *testing.T) {
+	c := &testCat{}
+	c.add("gold", WeightGold, 1000)
+	c.add("dust", 1, -1)
+	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	r := Rules{Items: []ItemTier{{Item: "gold", Release: &Release{Every: Duration(time.Hour), Amount: 2}}},
+		Window: Window{Start: start}}
+	tb := mustTable(t, c, r)
+	pool := make(Row, tb.Stride())
+	at := func(d time.Duration) { tb.At(start.Add(d).UnixMilli(), pool) }
+	avail := func() uint64 {
+		n, ok := tb.Available(c, 0)
+		if !ok {
+			t.Fatal("gold is not paced")
+		}
+		return n
+	}
+	rng := newRng(9)
+	at(30 * time.Minute)
+	if n := avail(); n != 2 {
+		t.Fatalf("available at the start %d, want 2", n)
+	}
+	golds := 0
+	for range 20 {
+		p := tb.Draw(c, nil, rng)
+		if p.Slot == 0 {
+			golds++
+			tb.ApplyPool(c, pool, p.Slot)
+		}
+	}
+	if golds != 2 || avail() != 0 {
+		t.Fatalf("drew %d golds in the first hour (available now %d), want exactly 2", golds, avail())
+	}
+	if o := tb.Odds(c, nil, nil); o.Items[0] != 0 {
+		t.Fatalf("odds of a paced-out item %v", o.Items[0])
+	}
+	at(3*time.Hour + time.Minute) // three more releases, nothing drawn: they carry over
+	if n := avail(); n != 6 {
+		t.Fatalf("available after 3 more releases %d, want 6", n)
+	}
+	at(-time.Minute)
+	if n := avail(); n != 0 {
+		t.Fatalf("available before the window %d, want 0", n)
+	}
+	// Validation: a release needs a limited item and a window start.
+	bad := Rules{Items: []ItemTier{{Item: "dust", Release: &Release{Every: Duration(time.Hour), Amount: 1}}}}
+	err := bad.ValidateItems([]string{"gold", "dust"}, map[string]bool{"dust": true})
+	if err == nil || !strings.Contains(err.Error(), "unlimited") || !strings.Contains(err.Error(), "window.start") {
+		t.Fatalf("release on an unlimited item without a window: %v", err)
+	}
+	// The JSON form keeps the schedule.
+	back, err := Parse(r.Encode())
+	if err != nil || back.Encode() != r.Encode() || !strings.Contains(r.Encode(), `"every":"1h0m0s"`) {
+		t.Fatalf("JSON %s -> %s, %v", r.Encode(), back.Encode(), err)
+	}
+}
+
+// WeightGold is a weight that makes gold the likely draw.
+const WeightGold = 1_000_000

@@ -312,6 +312,9 @@ type Item struct {
 	// marks the item a featured guarantee gives.
 	Tier     string `yaml:"tier"`
 	Featured bool   `yaml:"featured"`
+	// Release paces a limited item's stock: Amount units drawable at the
+	// rules' window start and Amount more every Every (README "Gacha rules").
+	Release *Release `yaml:"release"`
 }
 
 // Default returns a configuration with every default and the built-in demo

@@ -591,6 +591,7 @@ func (p *parser) items(v *yaml.Node, path string) ([]Item, []itemLines) {
 			{"weight", required(scalar(p, &it.Weight, "a number like 10 or 0.5", ParseWeight))},
 			{"tier", p.str(&it.Tier)},
 			{"featured", scalar(p, &it.Featured, "true or false", parseBool)},
+			{"release", func(v *yaml.Node, path string) { it.Release = p.release(v, path) }},
 		})
 		p.item = nil
 		if in.Kind != yaml.MappingNode {

@@ -40,6 +40,30 @@ type PerUser struct {
 	MaxDrawsPerDay uint32 `yaml:"max_draws_per_day"`
 }
 
+// Release is an item's release schedule: {every: 1h, amount: 50}.
+type Release struct {
+	Every  Duration `yaml:"every"`
+	Amount uint32   `yaml:"amount"`
+}
+
+// release parses an item's release mapping.
+func (p *parser) release(v *yaml.Node, path string) *Release {
+	if isNull(v) {
+		return nil
+	}
+	r := &Release{}
+	seen := p.mapping(v, path, []field{
+		{"every", scalar(p, &r.Every, `a duration like "1h"`, ParseDuration)},
+		{"amount", p.u32(&r.Amount, 1)},
+	})
+	for _, k := range []string{"every", "amount"} {
+		if v.Kind == yaml.MappingNode && !seen[k] && !p.src.bad[path+"."+k] {
+			p.fail(path+"."+k, v, "%s is missing", k)
+		}
+	}
+	return r
+}
+
 // ItemCap stops giving Item to a player who holds MaxPerUser of it.
 type ItemCap struct {
 	Item       string
@@ -181,8 +205,12 @@ func (p *parser) u32(dst *uint32, lo int64) func(*yaml.Node, string) {
 func gachaRules(pl Pool) *gacha.Rules {
 	r := &gacha.Rules{}
 	for _, it := range pl.Items {
-		if it.Tier != "" || it.Featured {
-			r.Items = append(r.Items, gacha.ItemTier{Item: it.ID, Tier: it.Tier, Featured: it.Featured})
+		if it.Tier != "" || it.Featured || it.Release != nil {
+			t := gacha.ItemTier{Item: it.ID, Tier: it.Tier, Featured: it.Featured}
+			if it.Release != nil {
+				t.Release = &gacha.Release{Every: gacha.Duration(it.Release.Every), Amount: it.Release.Amount}
+			}
+			r.Items = append(r.Items, t)
 		}
 	}
 	if pr := pl.Rules; pr != nil {
@@ -214,16 +242,20 @@ func (c *Config) checkRules(i int, bad func(path string, cur any, format string,
 	}
 	pp := fmt.Sprintf("pools[%d]", i)
 	ids := make([]string, len(pl.Items))
-	// The gacha rules list only the items with a tier; map their index
-	// back to the pool's item.
+	unlimited := map[string]bool{}
+	// The gacha rules list only the items with a tier or a release; map
+	// their index back to the pool's item.
 	var tiered []int
 	for j, it := range pl.Items {
 		ids[j] = it.ID
-		if it.Tier != "" || it.Featured {
+		if it.Quantity == -1 {
+			unlimited[it.ID] = true
+		}
+		if it.Tier != "" || it.Featured || it.Release != nil {
 			tiered = append(tiered, j)
 		}
 	}
-	err := r.Validate(ids)
+	err := r.ValidateItems(ids, unlimited)
 	if err == nil {
 		return
 	}
@@ -244,8 +276,8 @@ func (c *Config) checkRules(i int, bad func(path string, cur any, format string,
 			k, _ := strconv.Atoi(m[1])
 			if k < len(tiered) {
 				field := ".tier"
-				if m[2] == ".featured" {
-					field = ".featured"
+				if m[2] == ".featured" || m[2] == ".release" {
+					field = m[2]
 				}
 				path = fmt.Sprintf("%s.items[%d]%s", pp, tiered[k], field)
 				msg = field[1:] + ": " + re.Msg

@@ -104,3 +104,24 @@ func TestRulesErrors(t *testing.T) {
 		})
 	}
 }
+
+// An item's release parses into the rules; a release on an unlimited item
+// or without a window start is refused at its line.
+func TestRulesRelease(t *testing.T) {
+	y := strings.Replace(bannerYAML, "      - {id: common, quantity: -1, weight: 94.3}\n",
+		"      - {id: common, quantity: -1, weight: 94.3}\n      - {id: gold_ticket, quantity: 1000, weight: 5, release: {every: 1h, amount: 50}}\n", 1)
+	c, err := Parse([]byte(y), "banner.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.EngineOptions(c.Pools[0]).Rules
+	last := r.Items[len(r.Items)-1]
+	if last.Item != "gold_ticket" || last.Release == nil || time.Duration(last.Release.Every) != time.Hour || last.Release.Amount != 50 {
+		t.Fatalf("release %+v", last)
+	}
+	bad := strings.Replace(y, "{id: common, quantity: -1, weight: 94.3}", "{id: common, quantity: -1, weight: 94.3, release: {every: 1h, amount: 5}}", 1)
+	_, err = Parse([]byte(bad), "banner.yaml")
+	if err == nil || !strings.Contains(err.Error(), `banner.yaml:7: pools[0] "banner" items[3] "common": release: item "common" is unlimited`) {
+		t.Fatalf("release on an unlimited item: %v", err)
+	}
+}

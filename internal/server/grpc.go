@@ -274,7 +274,11 @@ func (g *grpcService) DeleteItem(ctx context.Context, req *rpv1.DeleteItemReques
 func poolProto(v poolView) *rpv1.Pool {
 	p := &rpv1.Pool{Name: v.Name, LastRequestId: v.State.LastRequestID, Seq: v.State.Seq, Epoch: v.State.Epoch, StateDigest: v.Digest}
 	for _, it := range v.State.Items {
-		p.Items = append(p.Items, &rpv1.Item{Id: it.ID, Quantity: it.Quantity, Weight: float64(it.Weight) / rewardpool.WeightUnit})
+		pi := &rpv1.Item{Id: it.ID, Quantity: it.Quantity, Weight: float64(it.Weight) / rewardpool.WeightUnit}
+		if n, ok := v.State.Available[it.ID]; ok {
+			pi.Available = &n
+		}
+		p.Items = append(p.Items, pi)
 	}
 	return p
 }

@@ -458,6 +458,10 @@ func appendPool(b []byte, v poolView) []byte {
 		b = strconv.AppendInt(b, it.Quantity, 10)
 		b = append(b, `,"weight":`...)
 		b = append(b, pool.FormatWeight(it.Weight)...)
+		if n, ok := v.State.Available[it.ID]; ok {
+			b = append(b, `,"available":`...)
+			b = strconv.AppendInt(b, n, 10)
+		}
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)

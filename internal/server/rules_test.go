@@ -362,3 +362,46 @@ func TestRulesReplication(t *testing.T) {
 		}
 	}
 }
+
+// GET /v1/pools/{pool} shows a paced item's drawable units beside its
+// remaining quantity.
+func TestRulesReleaseHTTP(t *testing.T) {
+	start := time.Now().Add(-30 * time.Minute).Truncate(time.Second).UTC()
+	ts := startServer(t, serverOpts{configure: func(c *config.Config) {
+		c.Pools = append(c.Pools, config.Pool{Name: "paced",
+			Items: []config.Item{{ID: "gold", Quantity: 10, Weight: rpool.WeightUnit,
+				Release: &config.Release{Every: config.Duration(time.Hour), Amount: 2}}},
+			Rules: &config.Rules{Window: config.Window{Start: start}}})
+	}})
+	var p struct {
+		Items []struct {
+			ID        string `json:"id"`
+			Quantity  int64  `json:"quantity"`
+			Available *int64 `json:"available"`
+		} `json:"items"`
+	}
+	get := func() (int64, int64) {
+		if err := json.Unmarshal([]byte(ts.poolJSON("paced", "")), &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Items[0].Available == nil {
+			t.Fatalf("no available for a paced item: %+v", p)
+		}
+		return p.Items[0].Quantity, *p.Items[0].Available
+	}
+	if q, a := get(); q != 10 || a != 2 {
+		t.Fatalf("before drawing: quantity %d available %d, want 10 and 2", q, a)
+	}
+	golds := 0
+	for _, d := range ts.draw("paced", "", `{"count": 5}`) {
+		if d.ItemID == "gold" {
+			golds++
+		}
+	}
+	if q, a := get(); golds != 2 || q != 8 || a != 0 {
+		t.Fatalf("after 5 draws: %d golds, quantity %d available %d; want 2, 8, 0", golds, q, a)
+	}
+	if gp := ts.grpcPool(testCtx(t), "paced"); gp.GetItems()[0].Available == nil || gp.GetItems()[0].GetAvailable() != 0 {
+		t.Fatalf("gRPC pool %v", gp)
+	}
+}

@@ -1014,7 +1014,11 @@ type Item struct {
 	// micro-units (weight * 1e6), so 0.1 is exactly 100000 units; in replies
 	// it is the nearest double to units / 1e6, which prints as the same
 	// decimal.
-	Weight        float64 `protobuf:"fixed64,3,opt,name=weight,proto3" json:"weight,omitempty"`
+	Weight float64 `protobuf:"fixed64,3,opt,name=weight,proto3" json:"weight,omitempty"`
+	// For an item whose stock the pool's rules release over time (release:
+	// {every, amount}): the units drawable now, at most quantity. Absent for
+	// other items.
+	Available     *int64 `protobuf:"varint,4,opt,name=available,proto3,oneof" json:"available,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1066,6 +1070,13 @@ func (x *Item) GetQuantity() int64 {
 func (x *Item) GetWeight() float64 {
 	if x != nil {
 		return x.Weight
+	}
+	return 0
+}
+
+func (x *Item) GetAvailable() int64 {
+	if x != nil && x.Available != nil {
+		return *x.Available
 	}
 	return 0
 }
@@ -2072,11 +2083,14 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x12\n" +
 	"\x04pity\x18\x04 \x01(\tR\x04pity\"9\n" +
 	"\fDrawResponse\x12)\n" +
-	"\x05draws\x18\x01 \x03(\v2\x13.rewardpool.v1.DrawR\x05draws\"J\n" +
+	"\x05draws\x18\x01 \x03(\v2\x13.rewardpool.v1.DrawR\x05draws\"{\n" +
 	"\x04Item\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x01R\x06weight\"\xb8\x01\n" +
+	"\x06weight\x18\x03 \x01(\x01R\x06weight\x12!\n" +
+	"\tavailable\x18\x04 \x01(\x03H\x00R\tavailable\x88\x01\x01B\f\n" +
+	"\n" +
+	"_available\"\xb8\x01\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x0flast_request_id\x18\x02 \x01(\x04R\rlastRequestId\x12)\n" +
@@ -2258,6 +2272,7 @@ func file_rewardpool_v1_rewardpool_proto_init() {
 	if File_rewardpool_v1_rewardpool_proto != nil {
 		return
 	}
+	file_rewardpool_v1_rewardpool_proto_msgTypes[13].OneofWrappers = []any{}
 	file_rewardpool_v1_rewardpool_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
