@@ -173,8 +173,9 @@ type Options struct {
 	walHooks wal.Hooks
 
 	// clock is the writer's clock for rules that depend on time (daily
-	// caps, the window); time.Now unless a test fakes it. The time read for
-	// a batch is logged with its players' draws.
+	// caps, the window, releases); time.Now unless a test fakes it. It is
+	// read once per draw request of a pool with rules, and that time is
+	// logged with the request's players' draws.
 	clock func() time.Time
 	// fs is the file system the data directory lives on: the operating
 	// system's unless a test of this package puts it on the power-loss
