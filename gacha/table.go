@@ -296,6 +296,9 @@ func (t *Table) decide(cat Catalog, row Row) *plan {
 			pl.rule, pl.p, pl.forced = i, p, forced
 		}
 	}
+	if pl.rule >= 0 {
+		pl.fallback = false // another rule acts: not a normal draw
+	}
 	return pl
 }
 

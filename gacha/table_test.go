@@ -248,6 +248,11 @@ func TestForcedTierWithNothingFallsBack(t *testing.T) {
 	if !strings.Contains(p.Reason(tb), "unavailable") {
 		t.Errorf("reason %q does not say the tier was unavailable", p.Reason(tb))
 	}
+	// With the sr rule due as well, the sr rule acts: not a normal draw.
+	p = tb.Draw(c, rowWith(tb, 89, 9), rng)
+	if p.Rule != 1 || p.Fallback || p.Tier != "sr" || p.Reason(tb) != "sr hard pity" {
+		t.Fatalf("got %+v (%q), want the sr rule and no fallback", p, p.Reason(tb))
+	}
 }
 
 func TestItemCapExcludesAndRenormalises(t *testing.T) {
