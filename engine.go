@@ -121,7 +121,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fsys.MkdirAll(opts.fs, dir, 0o755); err != nil {
+	// Not synced yet: a new pool makes its whole path durable at once
+	// (create), a used one below.
+	if _, err := fsys.Mkdirs(opts.fs, dir, 0o755); err != nil {
 		return nil, fmt.Errorf("rewardpool: create %s: %w", dir, err)
 	}
 	lock, err := lockDir(opts.fs, dir)
@@ -154,7 +156,17 @@ func Open(dir string, opts Options) (*Engine, error) {
 			e.log.Info("rewardpool: replayed the journal into the log", "dir", dir, "records", n)
 		}
 	}
-	if err := e.recover(); err != nil {
+	created, err := e.create()
+	if err == nil && !created {
+		// A used directory: its path may have been created by a run whose
+		// sync failed, so make it durable before building on it.
+		if err = fsys.MkdirAll(opts.fs, dir, 0o755); err != nil {
+			err = fmt.Errorf("rewardpool: create %s: %w", dir, err)
+		} else {
+			err = e.recover()
+		}
+	}
+	if err != nil {
 		if e.w.wal != nil {
 			e.w.wal.Close()
 		}

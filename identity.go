@@ -182,6 +182,14 @@ var fsErrNotExist = fs.ErrNotExist
 // createIdentity writes a new identity atomically (both slots; temp file,
 // fsync, rename, fsync dir): from here on the directory is used.
 func createIdentity(fs fsys.FS, dir string, id identity) (identity, error) {
+	return writeNewIdentity(fs, dir, id, fsys.WriteFileAtomic)
+}
+
+// writeNewIdentity fills in a new identity's UID, creation time and first
+// generation and writes it with write: WriteFileAtomic, or WriteFileSynced
+// when the caller fsyncs the directory itself (a new pool, see create).
+func writeNewIdentity(fs fsys.FS, dir string, id identity,
+	write func(fsys.FS, string, []byte, os.FileMode) error) (identity, error) {
 	if id.UID == "" {
 		var u [8]byte
 		crand.Read(u[:])
@@ -193,7 +201,7 @@ func createIdentity(fs fsys.FS, dir string, id identity) (identity, error) {
 	id.Gen = 1
 	slot := id.encode()
 	data := append(append([]byte(nil), slot...), slot...)
-	if err := fsys.WriteFileAtomic(fs, filepath.Join(dir, identityFile), data, 0o644); err != nil {
+	if err := write(fs, filepath.Join(dir, identityFile), data, 0o644); err != nil {
 		return id, fmt.Errorf("rewardpool: create identity: %w", err)
 	}
 	return id, nil

@@ -113,6 +113,25 @@ type plRun struct {
 }
 
 func powerLossRun(seed uint64, cuts int) (plStats, error) {
+	r := newPLRun(seed)
+	for c := 0; c < cuts; c++ {
+		if err := r.cycle(); err != nil {
+			return r.stats, fmt.Errorf("cycle %d: %w", c, err)
+		}
+	}
+	if seed%3 == 0 && !r.journal {
+		// `wal repair` is an offline tool for a pool's own log; with a
+		// journal it runs after the node has replayed the journal once.
+		if err := r.flipPhase(); err != nil {
+			return r.stats, fmt.Errorf("flipped bit: %w", err)
+		}
+	}
+	return r.stats, nil
+}
+
+// newPLRun sets up a run on a fresh simulated file system: the pool's
+// directory does not exist yet.
+func newPLRun(seed uint64) *plRun {
 	r := &plRun{
 		rng:   rand.New(rand.NewPCG(seed, 7)),
 		fs:    sim.New(seed),
@@ -145,19 +164,7 @@ func powerLossRun(seed uint64, cuts int) (plStats, error) {
 		r.opts.SegmentSize = 256 << 10
 	}
 	r.journal = seed%4 == 1
-	for c := 0; c < cuts; c++ {
-		if err := r.cycle(); err != nil {
-			return r.stats, fmt.Errorf("cycle %d: %w", c, err)
-		}
-	}
-	if seed%3 == 0 && !r.journal {
-		// `wal repair` is an offline tool for a pool's own log; with a
-		// journal it runs after the node has replayed the journal once.
-		if err := r.flipPhase(); err != nil {
-			return r.stats, fmt.Errorf("flipped bit: %w", err)
-		}
-	}
-	return r.stats, nil
+	return r
 }
 
 // flipPhase damages acknowledged data: it flips a bit inside the records

@@ -53,7 +53,14 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	if err := fsys.MkdirAll(opts.FS, dir, 0o755); err != nil {
+	mkdir := fsys.MkdirAll
+	if opts.ParentSyncs {
+		mkdir = func(fs fsys.FS, dir string, perm os.FileMode) error {
+			_, err := fsys.Mkdirs(fs, dir, perm)
+			return err
+		}
+	}
+	if err := mkdir(opts.FS, dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
 	lock, err := lockDir(opts.FS, dir)
@@ -228,12 +235,11 @@ func (l *Log) Append(recs []Record) error {
 	hasRecords := l.st != nil && l.lastSeq >= l.active.hdr.first
 	n := int64(len(buf))
 	if l.st == nil || l.rotate || (hasRecords && l.end+n > l.st.capacity()) {
-		if err := l.newSegment(recs[0].Seq, recs[0].Epoch, n); err != nil {
+		// The batch goes into the new segment before its one fsync.
+		if err := l.newSegment(recs); err != nil {
 			return l.poison(err)
 		}
-		l.next = l.enc
-		buf = l.encode(recs, &l.next) // deltas restart at the new segment
-		n = int64(len(buf))
+		return nil
 	}
 	if l.end+n > l.st.capacity() {
 		// An empty segment too small for this batch (mmap): grow it.
@@ -333,11 +339,13 @@ func (l *Log) poison(err error) error {
 	return err
 }
 
-// newSegment seals the active segment and starts one whose first record is
-// first, with room for a batch of n bytes. The new file is built under a
-// temporary name and renamed into place, so a crash leaves either no
-// segment or a complete header.
-func (l *Log) newSegment(first, epoch uint64, n int64) error {
+// newSegment seals the active segment and starts one with the batch recs
+// in it. The new file, header and batch, is built under a temporary name,
+// fsynced once and renamed into place, so a crash leaves either no segment
+// or a complete header, and the batch is durable when it returns (which
+// spares a new pool, or a rotation, the separate fsync of its first batch).
+func (l *Log) newSegment(recs []Record) error {
+	first, epoch := recs[0].Seq, recs[0].Epoch
 	replace := false
 	if l.st != nil {
 		// Sealing: the old segment must be durable before a later one
@@ -355,6 +363,10 @@ func (l *Log) newSegment(first, epoch uint64, n int64) error {
 		}
 	}
 	seg := segment{name: segmentName(first), hdr: header{codec: l.codec.name(), first: first, epoch: epoch}}
+	// The deltas restart at the new segment.
+	l.next = newCodecState(seg.hdr)
+	buf := l.encode(recs, &l.next)
+	n := int64(len(buf))
 	path := filepath.Join(l.dir, seg.name)
 	f, err := l.fs.OpenFile(path+".tmp", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -385,14 +397,18 @@ func (l *Log) newSegment(first, epoch uint64, n int64) error {
 	if err := l.write(seg.hdr.encode(), 0); err != nil {
 		return fmt.Errorf("wal: write header of %s: %w", seg.name, err)
 	}
+	if err := l.write(buf, HeaderSize); err != nil {
+		return fmt.Errorf("wal: write segment %s at %d: %w", seg.name, HeaderSize, err)
+	}
 	if err := l.syncHook(); err != nil {
 		return fmt.Errorf("wal: sync segment %s: %w", seg.name, err)
 	}
 	if l.opts.Storage == "mmap" {
-		// The header is in the mapping, which only msync writes back. For
-		// the file storage the fsync below covers the data as well: one
-		// flush instead of two for every new segment (and new pool).
-		if err := st.sync(0, HeaderSize); err != nil {
+		// The header and the batch are in the mapping, which only msync
+		// writes back. For the file storage the fsync below covers the
+		// data as well: one flush instead of two for every new segment
+		// (and new pool).
+		if err := st.sync(0, HeaderSize+n); err != nil {
 			return fmt.Errorf("wal: sync segment %s: %w", seg.name, err)
 		}
 	}
@@ -405,8 +421,9 @@ func (l *Log) newSegment(first, epoch uint64, n int64) error {
 	if err := fsys.Rename(l.fs, path+".tmp", path); err != nil {
 		return fmt.Errorf("wal: create segment %s: %w", seg.name, err)
 	}
-	l.enc = newCodecState(seg.hdr)
-	l.synced = HeaderSize
+	l.enc = l.next
+	l.appended.Add(uint64(n))
+	l.synced = HeaderSize + n
 	l.rotate = false
 	l.mu.Lock()
 	if replace {
@@ -414,8 +431,9 @@ func (l *Log) newSegment(first, epoch uint64, n int64) error {
 	} else {
 		l.segs = append(l.segs, seg)
 	}
-	l.end = HeaderSize
-	l.lastSeq, l.lastEpoch = first-1, epoch
+	l.end = HeaderSize + n
+	last := &recs[len(recs)-1]
+	l.lastSeq, l.lastEpoch = last.Seq, last.Epoch
 	l.mu.Unlock()
 	l.log.Info("wal: new segment", "segment", seg.name, "dir", l.dir)
 	return nil

@@ -42,6 +42,13 @@ type Options struct {
 	// system's. Tests put the log on a power-loss simulator through it. The
 	// mmap storage needs the operating system's.
 	FS fsys.FS
+	// ParentSyncs says that the caller makes the log directory's own entry
+	// (and the directories above it) durable, typically with one fsync
+	// while it creates several directories at once: Open then creates the
+	// directory if it is missing without fsyncing it or its parents. The
+	// log still fsyncs the directory itself whenever a segment appears or
+	// goes, so the caller has only the directory's name to look after.
+	ParentSyncs bool
 
 	// zeroFill (tests and benchmarks only) writes zeros over a new file
 	// segment instead of fallocate, to measure whether fdatasync gets

@@ -43,6 +43,54 @@ func MkdirAll(fsys FS, dir string, perm fs.FileMode) error {
 	return nil
 }
 
+// Mkdirs creates dir and any missing parents without syncing anything: for
+// a caller that fills the new directories first and then makes them durable
+// at once with SyncPath, one fsync per directory instead of one per step.
+// It reports whether dir itself was created.
+func Mkdirs(fsys FS, dir string, perm fs.FileMode) (created bool, err error) {
+	dir = filepath.Clean(dir)
+	fi, err := fsys.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return false, &fs.PathError{Op: "mkdir", Path: dir, Err: fs.ErrExist}
+	case err == nil:
+		return false, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return false, err
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if _, err := Mkdirs(fsys, parent, perm); err != nil {
+			return false, err
+		}
+	}
+	if err := fsys.Mkdir(dir, perm); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil // made by someone else meanwhile
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// SyncPath fsyncs dir and then every directory above it, bottom-up, up to
+// the root: once it returns, dir's entries and dir itself (its name in its
+// parent, and theirs) survive a power cut. Bottom-up, so that whatever name
+// a cut in between leaves durable already has durable contents. Directories
+// with nothing new are cheap to sync.
+func SyncPath(fsys FS, dir string) error {
+	d := filepath.Clean(dir)
+	for {
+		if err := fsys.SyncDir(d); err != nil {
+			return fmt.Errorf("fsys: sync dir %s: %w", d, err)
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return nil
+		}
+		d = parent
+	}
+}
+
 // Rename renames oldpath to newpath and fsyncs the parent directory (both,
 // when they differ), so the rename survives a power cut.
 func Rename(fsys FS, oldpath, newpath string) error {
@@ -105,7 +153,22 @@ func removeTree(fsys FS, path string, fi fs.FileInfo) error {
 // power cut, sees either the old file or the whole new one: write a temp
 // file beside it, fsync, close, rename over name, fsync the directory. The
 // temp file is removed on failure.
-func WriteFileAtomic(fsys FS, name string, data []byte, perm fs.FileMode) (err error) {
+func WriteFileAtomic(fsys FS, name string, data []byte, perm fs.FileMode) error {
+	if err := WriteFileSynced(fsys, name, data, perm); err != nil {
+		return err
+	}
+	if err := syncParent(fsys, name); err != nil {
+		return fmt.Errorf("fsys: rename %s: %w", name, err)
+	}
+	return nil
+}
+
+// WriteFileSynced is WriteFileAtomic without the final fsync of the
+// directory: the file's content is durable before its name appears, so a
+// power cut leaves no name or the whole file, but the name itself is durable
+// only once the caller syncs the directory (SyncPath). For creating several
+// entries of one directory with one directory fsync.
+func WriteFileSynced(fsys FS, name string, data []byte, perm fs.FileMode) (err error) {
 	tmp := name + ".tmp"
 	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
@@ -126,7 +189,7 @@ func WriteFileAtomic(fsys FS, name string, data []byte, perm fs.FileMode) (err e
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("fsys: close %s: %w", tmp, err)
 	}
-	if err = Rename(fsys, tmp, name); err != nil {
+	if err = fsys.Rename(tmp, name); err != nil {
 		return fmt.Errorf("fsys: rename %s: %w", name, err)
 	}
 	return nil

@@ -306,7 +306,7 @@ func (s *Server) claimJournal() {
 }
 
 // startupOpeners bounds how many pools Recover opens at once. Opening a
-// pool is mostly waiting for fsyncs (a new one makes about ten), and the
+// pool is mostly waiting for fsyncs (a new one makes five or so), and the
 // file system's journal commits overlapping fsyncs together, so opening a
 // few dozen at a time starts hundreds of pools several times faster than
 // one by one, while the file descriptors and memory in use at once stay
