@@ -110,7 +110,8 @@ type writerState struct {
 	lastSnapSeq uint64
 	snapRunning bool
 	snapDone    chan snapResult
-	snapSched   snapSchedule // the byte and time schedule (writer.go)
+	snapSched   snapSchedule    // the byte and time schedule (writer.go)
+	snapTable   *snapshot.Table // ids, weights, removed flags shared by snapshots (captureState)
 }
 
 // Open opens the pool stored in dir, creating it from opts.Items if dir

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"path/filepath"
@@ -75,6 +76,23 @@ func Prune(dir string, keep int) ([]Info, error) { return In(nil, dir).Prune(kee
 
 // Write stores st atomically; see the package-level Write.
 func (d Dir) Write(st *State) (string, error) { return d.WriteEncoded(st.Seq, Encode(nil, st)) }
+
+// WriteState stores st atomically, as Write, encoding it straight into
+// the file (WriteTo) rather than in memory first. It returns the file's
+// path and size.
+func (d Dir) WriteState(st *State) (string, int64, error) {
+	final := filepath.Join(d.path, FileName(st.Seq))
+	var size int64
+	err := fsys.WriteFileAtomicFrom(d.fs, final, 0o644, func(w io.Writer) error {
+		var err error
+		size, err = WriteTo(w, st)
+		return err
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("snapshot: %w", err)
+	}
+	return final, size, nil
+}
 
 // WriteEncoded stores an encoded snapshot atomically; see the package-level
 // WriteEncoded.

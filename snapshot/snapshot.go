@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 
 	"github.com/rewardpool/rewardpool/pool"
 )
@@ -50,6 +51,15 @@ type State struct {
 	Keys          []Key       // idempotency window, oldest first
 	Rules         string      // the player rules' JSON (package gacha); "" none
 	Players       *Players    // per-player rule state; nil when Rules is ""
+
+	// Table and Quantities stand for Slots when Table is set (Slots is
+	// then ignored): slot i is Table's id, weight and removed flag of i
+	// with Quantities[i]. This is how the writer captures a state: the
+	// table changes only with admin records, so consecutive snapshots
+	// share one and copy only the counts, 8 bytes a slot instead of a
+	// whole Slot (and its encoding). Decode always fills Slots.
+	Table      *Table
+	Quantities []int64
 }
 
 // Players is the per-player state of a pool with rules: a table of uint32
@@ -77,6 +87,51 @@ func (p *Players) row(i int) []uint32 {
 	return p.Chunks[i/p.ChunkRows][o : o+c]
 }
 
+// Table is the part of a catalog that only admin records change. It is
+// never modified once built: a writer that sees a change builds a new one,
+// so a snapshot being written can keep reading the old.
+type Table struct {
+	IDs     []string
+	Weights []uint64
+	Removed []bool
+}
+
+// NewTable copies the ids, weights and removed flags of slots.
+func NewTable(slots []pool.Slot) *Table {
+	t := &Table{IDs: make([]string, len(slots)), Weights: make([]uint64, len(slots)), Removed: make([]bool, len(slots))}
+	for i, s := range slots {
+		t.IDs[i], t.Weights[i], t.Removed[i] = s.ID, s.Weight, s.Removed
+	}
+	return t
+}
+
+// Len is the number of slots in the table.
+func (t *Table) Len() int { return len(t.IDs) }
+
+// Matches reports whether slot i of the table holds id, weight and
+// removed. Ids are compared by content (the catalog's strings are the
+// table's own, so this is mostly a pointer check).
+func (t *Table) Matches(i int, id string, weight uint64, removed bool) bool {
+	return i < len(t.IDs) && t.IDs[i] == id && t.Weights[i] == weight && t.Removed[i] == removed
+}
+
+// slotCount is the number of slots st holds.
+func (st *State) slotCount() int {
+	if st.Table != nil {
+		return st.Table.Len()
+	}
+	return len(st.Slots)
+}
+
+// slot returns slot i of st, from Slots or from Table and Quantities.
+func (st *State) slot(i int) (id string, quantity int64, weight uint64, removed bool) {
+	if t := st.Table; t != nil {
+		return t.IDs[i], st.Quantities[i], t.Weights[i], t.Removed[i]
+	}
+	s := &st.Slots[i]
+	return s.ID, s.Quantity, s.Weight, s.Removed
+}
+
 // Key is one remembered idempotency key and the draws that answered it.
 type Key struct {
 	Key   string
@@ -92,21 +147,65 @@ type Draw struct {
 // Encode appends the snapshot encoding of st to dst.
 func Encode(dst []byte, st *State) []byte {
 	start := len(dst)
+	dst = encode(dst, st, nil)
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+}
+
+// WriteTo writes the snapshot encoding of st to w (the same bytes as
+// Encode) through a buffer of about 64 KiB, so a huge catalog is never
+// encoded whole in memory. It returns the bytes written.
+func WriteTo(w io.Writer, st *State) (int64, error) {
+	var n int64
+	var crc uint32
+	var werr error
+	buf := make([]byte, 0, flushAt+4096)
+	flush := func(b []byte) []byte {
+		if werr == nil {
+			crc = crc32.Update(crc, castagnoli, b)
+			var m int
+			m, werr = w.Write(b)
+			n += int64(m)
+		}
+		return b[:0]
+	}
+	buf = flush(encode(buf, st, flush))
+	if werr != nil {
+		return n, werr
+	}
+	m, err := w.Write(binary.LittleEndian.AppendUint32(buf, crc))
+	return n + int64(m), err
+}
+
+// flushAt is the size at which WriteTo hands its buffer to the writer.
+const flushAt = 64 << 10
+
+// encode appends st's encoding, without the checksum, to dst. With flush,
+// it hands dst over whenever it holds flushAt bytes or more and goes on
+// with what flush returns.
+func encode(dst []byte, st *State, flush func([]byte) []byte) []byte {
+	more := func() {
+		if flush != nil && len(dst) >= flushAt {
+			dst = flush(dst)
+		}
+	}
 	dst = append(dst, magic...)
 	dst = binary.AppendUvarint(dst, st.Seq)
 	dst = binary.AppendUvarint(dst, st.Epoch)
 	dst = binary.AppendUvarint(dst, st.LastRequestID)
-	dst = binary.AppendUvarint(dst, uint64(len(st.Slots)))
-	for _, s := range st.Slots {
-		dst = binary.AppendUvarint(dst, uint64(len(s.ID)))
-		dst = append(dst, s.ID...)
-		dst = binary.AppendVarint(dst, s.Quantity)
-		dst = binary.AppendUvarint(dst, s.Weight)
-		if s.Removed {
+	n := st.slotCount()
+	dst = binary.AppendUvarint(dst, uint64(n))
+	for i := range n {
+		id, quantity, weight, removed := st.slot(i)
+		dst = binary.AppendUvarint(dst, uint64(len(id)))
+		dst = append(dst, id...)
+		dst = binary.AppendVarint(dst, quantity)
+		dst = binary.AppendUvarint(dst, weight)
+		if removed {
 			dst = append(dst, 1)
 		} else {
 			dst = append(dst, 0)
 		}
+		more()
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(st.Keys)))
 	for _, k := range st.Keys {
@@ -117,6 +216,7 @@ func Encode(dst []byte, st *State) []byte {
 			dst = binary.AppendUvarint(dst, d.RequestID)
 			dst = binary.AppendVarint(dst, int64(d.Slot))
 		}
+		more()
 	}
 	if p := st.Players; p != nil || st.Rules != "" {
 		if p == nil {
@@ -136,9 +236,10 @@ func Encode(dst []byte, st *State) []byte {
 			for _, v := range p.row(i) {
 				dst = binary.AppendUvarint(dst, uint64(v))
 			}
+			more()
 		}
 	}
-	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+	return dst
 }
 
 // Decode parses a snapshot written by Encode. It checks the checksum first,

@@ -168,7 +168,28 @@ func WriteFileAtomic(fsys FS, name string, data []byte, perm fs.FileMode) error 
 // power cut leaves no name or the whole file, but the name itself is durable
 // only once the caller syncs the directory (SyncPath). For creating several
 // entries of one directory with one directory fsync.
-func WriteFileSynced(fsys FS, name string, data []byte, perm fs.FileMode) (err error) {
+func WriteFileSynced(fsys FS, name string, data []byte, perm fs.FileMode) error {
+	return writeFileSynced(fsys, name, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteFileAtomicFrom is WriteFileAtomic with the content written by fill
+// straight into the temp file, so a large file (a snapshot of a huge
+// catalog) never has to be built in memory first. fill's writes are
+// unbuffered file writes: it should write in large chunks.
+func WriteFileAtomicFrom(fsys FS, name string, perm fs.FileMode, fill func(io.Writer) error) error {
+	if err := writeFileSynced(fsys, name, perm, fill); err != nil {
+		return err
+	}
+	if err := syncParent(fsys, name); err != nil {
+		return fmt.Errorf("fsys: rename %s: %w", name, err)
+	}
+	return nil
+}
+
+func writeFileSynced(fsys FS, name string, perm fs.FileMode, fill func(io.Writer) error) (err error) {
 	tmp := name + ".tmp"
 	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
@@ -180,7 +201,7 @@ func WriteFileSynced(fsys FS, name string, data []byte, perm fs.FileMode) (err e
 			fsys.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	if err = fill(f); err != nil {
 		return fmt.Errorf("fsys: write %s: %w", tmp, err)
 	}
 	if err = f.Sync(); err != nil {
