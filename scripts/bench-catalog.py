@@ -15,7 +15,8 @@ Each round, for each binary (--bin, built from this tree unless given; and
      peak RSS (VmHWM) at that moment: the fresh start-up, which parses the
      config and seeds both pools;
   3. runs `bench --mode stream --concurrency 16 --count 100` on k10, then on
-     big (same duration each), and keeps draws/s, p50 and p99;
+     big (same duration each), and keeps draws/s, p50 and p99, and the peak
+     RSS (VmHWM) after the draws (snapshots of the big pool included);
   4. stops the server (SIGTERM), starts it again on the same data dir and
      measures the restart the same way (config parse + snapshot/log
      recovery), then stops it.
@@ -139,8 +140,8 @@ for rnd in range(a.rounds):
 
 med = statistics.median
 print(f"\n{a.rounds} rounds, {a.items} items; medians (per-round ratios big/k10 taken in the same round)")
-print("| build | fresh start (CPU) | peak RSS at ready | restart (CPU) | peak RSS at ready | count=100 draws/s k10 | big | big/k10 | p99 k10 | p99 big | p99 big/k10 |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| build | fresh start (CPU) | peak RSS at ready | restart (CPU) | peak RSS at ready | count=100 draws/s k10 | big | big/k10 | p99 k10 | p99 big | p99 big/k10 | peak RSS after draws |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for label, rs in results.items():
     row = [label, f"{med(r['start_s'] for r in rs):.2f} s ({med(r['start_cpu_s'] for r in rs):.2f} s)", f"{med(r['start_rss'] for r in rs)/2**20:.0f} MiB",
            f"{med(r['restart_s'] for r in rs):.2f} s ({med(r['restart_cpu_s'] for r in rs):.2f} s)", f"{med(r['restart_rss'] for r in rs)/2**20:.0f} MiB"]
@@ -148,9 +149,10 @@ for label, rs in results.items():
         row += [f"{med(r['k10']['draws_per_sec'] for r in rs):,.0f}", f"{med(r['big']['draws_per_sec'] for r in rs):,.0f}",
                 f"{med(r['big']['draws_per_sec']/r['k10']['draws_per_sec'] for r in rs):.2f}",
                 f"{med(r['k10']['p99_us'] for r in rs)/1000:.1f} ms", f"{med(r['big']['p99_us'] for r in rs)/1000:.1f} ms",
-                f"{med(r['big']['p99_us']/r['k10']['p99_us'] for r in rs):.2f}"]
+                f"{med(r['big']['p99_us']/r['k10']['p99_us'] for r in rs):.2f}",
+                f"{med(r['rss_after_draws'] for r in rs)/2**20:.0f} MiB"]
     else:
-        row += ["—"] * 6
+        row += ["—"] * 7
     print("| " + " | ".join(row) + " |")
 if len(bins) == 2:
     n, b = results["new"], results["base"]
