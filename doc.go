@@ -52,7 +52,8 @@
 //
 // A data directory holds:
 //
-//	IDENTITY      created first, durably: the directory was used; the
+//	IDENTITY      created with the pool, durably, once its seed is durable:
+//	              the directory was used; the
 //	              ceilings of every seq and request id handed out (raised
 //	              durably before a record passes them), the floors that
 //	              repair and reseed set, and two flags (a durable batch was

@@ -27,7 +27,11 @@ const identityFile = "IDENTITY"
 //
 // The ceilings make ids unique whatever is later lost: the writer raises
 // them (durably) before it writes a record beyond them, so no seq or request
-// id above a ceiling was ever written, acknowledged or streamed. When records
+// id above a ceiling was ever written, acknowledged or streamed. (A new
+// pool's seed is written before its IDENTITY, which is created with
+// ceilings above it: nothing is acknowledged or streamed before Open
+// returns, and a seed that survives without IDENTITY is recovered as a
+// directory written before identities existed; see create.) When records
 // are lost (wal repair, an override of a lost directory), the ceilings become
 // floors, and the next seq and request id start above them.
 type identity struct {
