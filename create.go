@@ -28,7 +28,8 @@ import (
 //     fsyncs wal/;
 //  4. IDENTITY is written (temp file, fsync, rename) with its final
 //     content: ceilings above the seed, Written once the seed is durable,
-//     Unsynced for a run that answers before the fsync;
+//     Unsynced for a run that answers before the fsync, Journaled for one
+//     that commits through a node journal;
 //  5. the pool directory and every directory above it are fsynced,
 //     bottom-up.
 //
@@ -91,9 +92,12 @@ func (e *Engine) create() (bool, error) {
 		}
 		w.recs = nil // as long as the catalog: batches grow their own
 	}
+	// The run's flags as settleIdentity would set them for a used
+	// directory: before its fsync (unsynced), through a node journal.
 	w.ident, err = writeNewIdentity(e.fs, e.dir, identity{
 		Written:    seeding,
 		Unsynced:   e.opts.Durability != DurabilityAlways && !e.opts.Replica,
+		Journaled:  e.opts.Journal != nil && e.opts.Durability == DurabilityAlways,
 		SeqCeiling: w.seq + ceilingStep,
 		IDCeiling:  w.reqID + ceilingStep,
 	}, fsys.WriteFileSynced)

@@ -1,6 +1,7 @@
 package rewardpool
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -214,4 +215,35 @@ func creationCutRun(seed uint64, k int) (_ plStats, inOpen bool, err error) {
 		}
 	}
 	return r.stats, inOpen, nil
+}
+
+// A new pool opened through a node journal must say so in the IDENTITY it
+// is created with, as a used one does when it opens: after a power cut
+// its last acknowledged batches may be only in the journal, so an Open
+// without the journal must refuse (ErrJournalPending), not start without
+// them.
+func TestNewPoolThroughAJournalIsMarkedJournaled(t *testing.T) {
+	fs := sim.New(3)
+	j, err := journal.Open("/data/.journal", journal.Options{FS: fs, Logger: quietLogger(), SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Items: []Item{{ID: "gem", Quantity: 5, Weight: WeightUnit}}, Logger: quietLogger(), Journal: j, fs: fs}
+	e, err := Open("/data/p", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Draw(ctx, DrawRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	after := fs.PowerCut() // no clean close
+	e.Close()
+	j.Close()
+	opts.Journal, opts.fs = nil, after
+	if e, err := Open("/data/p", opts); !errors.Is(err, ErrJournalPending) {
+		if err == nil {
+			e.Close()
+		}
+		t.Fatalf("Open without the journal after a cut: %v, want ErrJournalPending", err)
+	}
 }
