@@ -21,7 +21,8 @@ import (
 // first and made durable at the end, with one fsync per file and one per
 // directory:
 //
-//  1. the catalog is built in memory (bad items fail before any write);
+//  1. the rules are checked and the catalog is built in memory (bad
+//     options fail before any write);
 //  2. snapshots/ and wal/ are created, not synced;
 //  3. the seed batch goes into the first log segment, which the log
 //     fsyncs once (header and batch) before renaming it into place, then
@@ -48,6 +49,10 @@ import (
 func (e *Engine) create() (bool, error) {
 	used, err := dirUsed(e.fs, e.dir)
 	if err != nil || used {
+		return false, err
+	}
+	// Options that cannot open the pool must not create it.
+	if err := e.checkOptionRules(); err != nil {
 		return false, err
 	}
 	start := time.Now()

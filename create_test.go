@@ -3,11 +3,13 @@ package rewardpool
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/internal/fsys/sim"
 	"github.com/rewardpool/rewardpool/journal"
 )
@@ -245,5 +247,27 @@ func TestNewPoolThroughAJournalIsMarkedJournaled(t *testing.T) {
 			e.Close()
 		}
 		t.Fatalf("Open without the journal after a cut: %v, want ErrJournalPending", err)
+	}
+}
+
+// Options that cannot open a pool must not create it either: bad rules
+// are refused before anything is written, so the directory stays new.
+func TestBadRulesCreateNothing(t *testing.T) {
+	now := modelStart
+	o := rulesOptions(&now)
+	r := playerRules()
+	r.Pity[1].SoftStart, r.Pity[1].SoftStep = 5, 0.1 // above hard 3
+	o.Rules = r
+	dir := t.TempDir()
+	if _, err := Open(dir, o); !errors.Is(err, ErrBadOptions) {
+		t.Fatalf("Open with bad rules: %v, want ErrBadOptions", err)
+	}
+	if used, err := dirUsed(fsys.OS, dir); err != nil || used {
+		ents, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("a refused Open left a used directory (%v, %v): %v", used, err, names)
 	}
 }

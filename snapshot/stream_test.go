@@ -25,10 +25,17 @@ func TestTableFormAndStreamingWriteSameBytes(t *testing.T) {
 	for i := range 3_000 {
 		big.Keys = append(big.Keys, Key{Key: fmt.Sprintf("key-%d", i), Draws: []Draw{{RequestID: uint64(i + 1), Slot: int32(i%5) - 1}}})
 	}
+	big.Rules = `{"tiers":["ssr"]}`
+	big.Players = &Players{Columns: []string{"draws", "pity.ssr"}}
+	for i := range 10_000 {
+		big.Players.IDs = append(big.Players.IDs, fmt.Sprintf("user%05d", i))
+		big.Players.Rows = append(big.Players.Rows, uint32(i), uint32(i%90))
+	}
 	for _, st := range []*State{sample(), {Seq: 1, Epoch: 1}, big} {
 		want := Encode(nil, st)
 
 		table := &State{Seq: st.Seq, Epoch: st.Epoch, LastRequestID: st.LastRequestID, Keys: st.Keys,
+			Rules: st.Rules, Players: st.Players,
 			Table: NewTable(st.Slots), Quantities: make([]int64, len(st.Slots)),
 			Slots: []pool.Slot{{Item: pool.Item{ID: "ignored", Weight: 1}}}}
 		for i, s := range st.Slots {
