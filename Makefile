@@ -15,9 +15,11 @@ FUZZ_TARGETS = \
 	./journal:FuzzDecodeBody \
 	./pool:FuzzParseWeight \
 	./internal/server:FuzzParseDrawBody \
+	./internal/drawbatch:FuzzDecodeJSON \
+	./internal/drawbatch:FuzzDrawsProto \
 	./internal/server:FuzzSniffH2C
 
-.PHONY: all build test vet race alloc powerloss fuzz bench clean
+.PHONY: all build test vet race alloc powerloss fuzz bench bench-ratios redis-server clean
 
 all: build test
 
@@ -55,6 +57,23 @@ fuzz:
 ## bench: every benchmark, $(COUNT) runs each; compare runs with benchstat
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) ./... | tee bench.txt
+
+## bench-ratios: issue 9's ratio table against a no-op server and Redis
+## (scripts/bench-ratios.py; several minutes, not part of test)
+bench-ratios:
+	python3 scripts/bench-ratios.py
+
+## redis-server: install Redis (the benchmarks' comparison) with apt-get when
+## it is missing; needs root
+redis-server:
+	@if command -v redis-server >/dev/null 2>&1; then \
+		echo "redis-server: $$(redis-server --version)"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "redis-server is missing; run as root: sudo make redis-server" >&2; exit 1; \
+	else \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null && \
+		echo "installed: $$(redis-server --version)"; \
+	fi
 
 clean:
 	rm -f bench.txt

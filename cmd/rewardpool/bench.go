@@ -45,7 +45,7 @@ func runBenchCtx(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.SetOutput(stderr)
 	var cfg loadgen.Config
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7070", "server address: host:port, http://host:port or https://host:port (redis mode: the Redis's host:port)")
-	fs.StringVar(&cfg.Pool, "pool", "default", "pool to draw from")
+	fs.StringVar(&cfg.Pool, "pool", "default", "pool to draw from; several, comma-separated, spread the workers over them round robin")
 	fs.StringVar(&cfg.Mode, "mode", "unary", "unary | stream | http | redis")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 16, "workers (each with its own connection or stream)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to measure (after the warm-up)")
@@ -53,6 +53,7 @@ func runBenchCtx(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&cfg.Count, "count", 1, "draws per request")
 	fs.IntVar(&cfg.Pipeline, "pipeline", 1, "requests in flight per worker (stream and redis modes)")
 	fs.IntVar(&cfg.GRPCConns, "grpc-conns", 0, "gRPC ClientConns shared by the workers (default: one per 16 workers)")
+	fs.BoolVar(&cfg.Compact, "compact", false, "ask for compact answers (a DrawBatch: first request id, outcome table, one index per draw); for large --count")
 	fs.BoolVar(&cfg.Noop, "noop", false, "call Noop/NoopStream or /v1/noop/ (the transport floor) instead of drawing")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token (redis mode: AUTH password)")
 	var tf tlsFlags

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/rewardpool/rewardpool/internal/drawbatch"
 )
 
 // clientFlags are the flags of the commands that talk to a running server.
@@ -38,16 +40,34 @@ func newNodeFlagSet(name, args string, cf *clientFlags) *flag.FlagSet {
 	return fs
 }
 
-// call sends one HTTP/JSON request and copies the JSON answer to stdout;
-// a non-2xx answer becomes an error carrying the server's message.
+// call sends one HTTP/JSON request and copies the JSON answer to stdout,
+// indented; a non-2xx answer becomes an error carrying the server's message.
 func (cf *clientFlags) call(method, path string, body any, stdout io.Writer) error {
-	host, https, err := parseAddr(cf.addr)
+	out, err := cf.fetch(method, path, body)
 	if err != nil {
 		return err
 	}
+	return printIndented(stdout, out)
+}
+
+func printIndented(stdout io.Writer, out []byte) error {
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, out, "", "  ") == nil {
+		out = pretty.Bytes()
+	}
+	_, err := stdout.Write(out)
+	return err
+}
+
+// fetch sends one HTTP/JSON request and returns the 2xx answer's body.
+func (cf *clientFlags) fetch(method, path string, body any) ([]byte, error) {
+	host, https, err := parseAddr(cf.addr)
+	if err != nil {
+		return nil, err
+	}
 	tc, err := cf.tlsFlags.config(https, cf.addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	scheme := "http"
 	client := &http.Client{Timeout: 30 * time.Second}
@@ -59,13 +79,13 @@ func (cf *clientFlags) call(method, path string, body any, stdout io.Writer) err
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, scheme+"://"+host+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if cf.token != "" {
@@ -73,34 +93,34 @@ func (cf *clientFlags) call(method, path string, body any, stdout io.Writer) err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w (is the server running? start it with: rewardpool serve)", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w (is the server running? start it with: rewardpool serve)", method, path, err)
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct{ Code, Message string }
 		if json.Unmarshal(out, &e) == nil && e.Code != "" {
-			return fmt.Errorf("%s (%d %s)", e.Message, resp.StatusCode, e.Code)
+			return nil, fmt.Errorf("%s (%d %s)", e.Message, resp.StatusCode, e.Code)
 		}
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(out)))
+		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(out)))
 	}
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, out, "", "  ") == nil {
-		out = pretty.Bytes()
-	}
-	_, err = stdout.Write(out)
-	return err
+	return out, nil
 }
+
+// compactFrom is the count from which draw asks for the compact answer
+// (and prints it expanded, in the plain shape).
+const compactFrom = 100
 
 func runDraw(args []string, stdout io.Writer) error {
 	var cf clientFlags
-	fs := newClientFlagSet("draw", "[--count N] [--key K] [--user U]", &cf)
+	fs := newClientFlagSet("draw", "[--count N] [--key K] [--user U] [--compact]", &cf)
 	count := fs.Int("count", 1, "number of draws in the request")
 	key := fs.String("key", "", "idempotency key: a retry with the same key returns the first answer")
 	user := fs.String("user", "", "the player the draws are for (pools with player rules need one)")
+	raw := fs.Bool("compact", false, fmt.Sprintf("print the compact answer as the server sent it ({\"batch\": ...}); from --count %d on, draw asks for it anyway (not with --user) and prints it expanded", compactFrom))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,7 +131,43 @@ func runDraw(args []string, stdout io.Writer) error {
 	if *user != "" {
 		body["user_id"] = *user
 	}
-	return cf.call("POST", "/v1/pools/"+url.PathEscape(cf.pool)+"/draw", body, stdout)
+	path := "/v1/pools/" + url.PathEscape(cf.pool) + "/draw"
+	// A player's draws may carry pity, which the compact form does not
+	// (the server answers them plainly): expanding would drop it.
+	if !*raw && (*count < compactFrom || *user != "") {
+		return cf.call("POST", path, body, stdout)
+	}
+	body["compact"] = true
+	out, err := cf.fetch("POST", path, body)
+	if err != nil {
+		return err
+	}
+	if *raw {
+		return printIndented(stdout, out)
+	}
+	draws, err := drawbatch.DecodeJSON(out, nil)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	return printIndented(stdout, plainDraws(draws))
+}
+
+// plainDraws is the server's plain answer for draws.
+func plainDraws(draws []drawbatch.Draw) []byte {
+	b := []byte(`{"draws":[`)
+	for i, d := range draws {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `{"request_id":%d,`, d.RequestID)
+		field, val := "item_id", d.ItemID
+		if d.Error != "" {
+			field, val = "error", d.Error
+		}
+		q, _ := json.Marshal(val)
+		b = fmt.Appendf(b, `%q:%s}`, field, q)
+	}
+	return append(b, "]}"...)
 }
 
 func runState(args []string, stdout io.Writer) error {

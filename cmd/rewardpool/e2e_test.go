@@ -655,6 +655,40 @@ func testCLI(t *testing.T, bin string) {
 	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.Name != "prizes" || p.LastRequestID != 2 {
 		t.Fatalf("state: exit %d, %q, %s", code, out, errOut)
 	}
+	// From --count 100 on, draw asks for the compact answer and prints it
+	// in the plain shape: the same draws as the compact answer itself
+	// (replayed by the key).
+	out, errOut, code = runCLI(t, bin, "draw", "--addr", s.addr, "--pool", "prizes", "--count", "120", "--key", "big")
+	var expanded struct{ Draws []e2eDraw }
+	if code != 0 || json.Unmarshal([]byte(out), &expanded) != nil || len(expanded.Draws) != 120 {
+		t.Fatalf("draw --count 120: exit %d, %.200q, %s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, bin, "draw", "--addr", s.addr, "--pool", "prizes", "--count", "120", "--key", "big", "--compact")
+	var compact struct {
+		Batch struct {
+			FirstRequestID uint64   `json:"first_request_id"`
+			ItemIDs        []string `json:"item_ids"`
+			Errors         []string `json:"errors"`
+			OutcomeIndex   []int    `json:"outcome_index"`
+		}
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &compact) != nil || len(compact.Batch.OutcomeIndex) != 120 {
+		t.Fatalf("draw --compact: exit %d, %.200q, %s", code, out, errOut)
+	}
+	for i, d := range expanded.Draws {
+		want := e2eDraw{RequestID: compact.Batch.FirstRequestID + uint64(i)}
+		if x, k := compact.Batch.OutcomeIndex[i], len(compact.Batch.ItemIDs); x < k {
+			want.ItemID = compact.Batch.ItemIDs[x]
+		} else {
+			want.Error = compact.Batch.Errors[x-k]
+		}
+		if d != want {
+			t.Fatalf("draw %d printed %+v, the compact answer says %+v", i, d, want)
+		}
+	}
+	if first := expanded.Draws[0].RequestID; first != 3 {
+		t.Errorf("first request id %d, want 3", first)
+	}
 	out, _, code = runCLI(t, bin, "state", "--addr", s.addr, "--all")
 	var all struct{ Pools []e2ePool }
 	if code != 0 || json.Unmarshal([]byte(out), &all) != nil || len(all.Pools) != 1 {

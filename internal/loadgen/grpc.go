@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"github.com/rewardpool/rewardpool/internal/drawbatch"
 )
 
 // grpcTarget holds the ClientConns the workers share. Unary workers call
@@ -24,7 +25,11 @@ import (
 type grpcTarget struct {
 	cfg   *Config
 	conns []*grpc.ClientConn
-	req   *rpv1.DrawRequest
+}
+
+// request is what worker w sends.
+func (t *grpcTarget) request(w int) *rpv1.DrawRequest {
+	return &rpv1.DrawRequest{Pool: t.cfg.poolFor(w), Count: uint32(t.cfg.Count), Compact: t.cfg.Compact}
 }
 
 func newGRPCTarget(cfg *Config) (*grpcTarget, error) {
@@ -32,7 +37,7 @@ func newGRPCTarget(cfg *Config) (*grpcTarget, error) {
 	if cfg.TLS != nil {
 		creds = credentials.NewTLS(cfg.TLS)
 	}
-	t := &grpcTarget{cfg: cfg, req: &rpv1.DrawRequest{Pool: cfg.Pool, Count: uint32(cfg.Count)}}
+	t := &grpcTarget{cfg: cfg}
 	for i := 0; i < cfg.GRPCConns; i++ {
 		// passthrough: the address is used as is, no DNS resolver.
 		cc, err := grpc.NewClient("passthrough:///"+cfg.Addr, grpc.WithTransportCredentials(creds))
@@ -59,38 +64,57 @@ func (t *grpcTarget) NewClient(ctx context.Context, w int) (Client, error) {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+t.cfg.Token)
 	}
 	if t.cfg.Mode == ModeStream {
-		return &grpcStream{t: t, rc: rc, ctx: ctx}, nil
+		return &grpcStream{t: t, rc: rc, ctx: ctx, req: t.request(w)}, nil
 	}
 	call := rc.Draw
 	if t.cfg.Noop {
 		call = rc.Noop
 	}
-	return &grpcUnary{t: t, call: call, ctx: ctx}, nil
+	return &grpcUnary{t: t, call: call, ctx: ctx, req: t.request(w)}, nil
 }
 
 type grpcUnary struct {
 	t    *grpcTarget
 	call func(context.Context, *rpv1.DrawRequest, ...grpc.CallOption) (*rpv1.DrawResponse, error)
 	ctx  context.Context // carries the token metadata
+	req  *rpv1.DrawRequest
 }
 
 func (c *grpcUnary) Do(ctx context.Context, res []Result) {
 	for i := range res {
 		start := time.Now()
-		resp, err := c.call(c.ctx, c.t.req)
+		resp, err := c.call(c.ctx, c.req)
 		res[i].Latency = time.Since(start)
 		if err != nil {
 			res[i].Err = err
 			continue
 		}
-		c.t.fill(&res[i], resp.GetDraws())
+		c.t.fill(&res[i], resp)
 	}
 }
 
 func (c *grpcUnary) Close() error { return nil }
 
-// fill checks a reply's draws and records them in r.
-func (t *grpcTarget) fill(r *Result, draws []*rpv1.Draw) {
+// fill checks a reply's draws, plain or compact, and records them in r.
+func (t *grpcTarget) fill(r *Result, resp *rpv1.DrawResponse) {
+	if m := resp.GetBatch(); m != nil {
+		b, err := drawbatch.FromProto(m)
+		if err == nil && len(resp.GetDraws()) > 0 {
+			err = errors.New("both draws and batch are set")
+		}
+		if err != nil {
+			r.Err = &KindError{"bad_response", err.Error()}
+			return
+		}
+		if b.Len() != t.cfg.Count {
+			r.Err = &KindError{"bad_response", fmt.Sprintf("%d draws in the reply, want %d", b.Len(), t.cfg.Count)}
+			return
+		}
+		r.Draws = b.Len()
+		r.FailedDraw, r.FailKind = b.Failed()
+		return
+	}
+	draws := resp.GetDraws()
 	if len(draws) != t.cfg.Count {
 		r.Err = &KindError{"bad_response", fmt.Sprintf("%d draws in the reply, want %d", len(draws), t.cfg.Count)}
 		return
@@ -111,6 +135,7 @@ type grpcStream struct {
 	t      *grpcTarget
 	rc     rpv1.RewardPoolClient
 	ctx    context.Context
+	req    *rpv1.DrawRequest
 	stream grpc.BidiStreamingClient[rpv1.DrawRequest, rpv1.DrawResponse]
 	cancel context.CancelFunc
 	sent   []time.Time
@@ -151,7 +176,7 @@ func (c *grpcStream) Do(ctx context.Context, res []Result) {
 	var sendErr error
 	for range res {
 		c.sent = append(c.sent, time.Now())
-		if sendErr = c.stream.Send(c.t.req); sendErr != nil {
+		if sendErr = c.stream.Send(c.req); sendErr != nil {
 			c.sent = c.sent[:len(c.sent)-1]
 			break
 		}
@@ -165,7 +190,7 @@ func (c *grpcStream) Do(ctx context.Context, res []Result) {
 			return
 		}
 		res[i].Latency = time.Since(c.sent[i])
-		c.t.fill(&res[i], resp.GetDraws())
+		c.t.fill(&res[i], &resp)
 	}
 	if sendErr != nil {
 		// Send reports io.EOF when the server ended the stream; the

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/rewardpool/rewardpool/internal/drawbatch"
 )
 
 // httpTarget gives each worker its own http.Transport limited to one
@@ -18,7 +20,7 @@ import (
 // connection (HTTP/2 is not negotiated, also over TLS).
 type httpTarget struct {
 	cfg  *Config
-	url  string
+	base string // scheme://host:port
 	body []byte
 	auth string
 }
@@ -28,14 +30,13 @@ func newHTTPTarget(cfg *Config) (*httpTarget, error) {
 	if cfg.TLS != nil {
 		scheme = "https"
 	}
-	path := "/v1/pools/" + url.PathEscape(cfg.Pool) + "/draw"
-	if cfg.Noop {
-		path = "/v1/noop/" + url.PathEscape(cfg.Pool)
-	}
 	t := &httpTarget{
 		cfg:  cfg,
-		url:  scheme + "://" + cfg.Addr + path,
+		base: scheme + "://" + cfg.Addr,
 		body: fmt.Appendf(nil, `{"count":%d}`, cfg.Count),
+	}
+	if cfg.Compact {
+		t.body = fmt.Appendf(nil, `{"count":%d,"compact":true}`, cfg.Count)
 	}
 	if cfg.Token != "" {
 		t.auth = "Bearer " + cfg.Token
@@ -57,15 +58,22 @@ func (t *httpTarget) NewClient(ctx context.Context, w int) (Client, error) {
 		ForceAttemptHTTP2:   false,
 		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
-	return &httpClient{t: t, tr: tr, hc: &http.Client{Transport: tr}}, nil
+	pool := t.cfg.poolFor(w)
+	path := "/v1/pools/" + url.PathEscape(pool) + "/draw"
+	if t.cfg.Noop {
+		path = "/v1/noop/" + url.PathEscape(pool)
+	}
+	return &httpClient{t: t, url: t.base + path, tr: tr, hc: &http.Client{Transport: tr}}, nil
 }
 
 type httpClient struct {
-	t    *httpTarget
-	tr   *http.Transport
-	hc   *http.Client
-	buf  bytes.Buffer
-	resp httpDrawResponse
+	t     *httpTarget
+	url   string // the draw (or noop) route of this worker's pool
+	tr    *http.Transport
+	hc    *http.Client
+	buf   bytes.Buffer
+	resp  httpDrawResponse
+	draws []drawbatch.Draw // compact answers, expanded
 }
 
 type httpDraw struct {
@@ -90,7 +98,7 @@ func (c *httpClient) Do(ctx context.Context, res []Result) {
 }
 
 func (c *httpClient) one(ctx context.Context, r *Result) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.t.url, bytes.NewReader(c.t.body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(c.t.body))
 	if err != nil {
 		return err
 	}
@@ -115,6 +123,9 @@ func (c *httpClient) one(ctx context.Context, r *Result) error {
 		}
 		return &KindError{"http:" + strconv.Itoa(resp.StatusCode), string(bytes.TrimSpace(msg))}
 	}
+	if c.t.cfg.Compact {
+		return c.compact(r)
+	}
 	c.resp.Draws = c.resp.Draws[:0]
 	if err := json.Unmarshal(c.buf.Bytes(), &c.resp); err != nil {
 		return &KindError{"bad_response", err.Error()}
@@ -134,6 +145,26 @@ func (c *httpClient) one(ctx context.Context, r *Result) error {
 		*d = httpDraw{}
 	}
 	r.Draws = len(c.resp.Draws)
+	return nil
+}
+
+// compact checks a compact answer ({"batch":...}; a server that predates
+// it answers plainly, which is read too).
+func (c *httpClient) compact(r *Result) error {
+	var err error
+	if c.draws, err = drawbatch.DecodeJSON(c.buf.Bytes(), c.draws[:0]); err != nil {
+		return &KindError{"bad_response", err.Error()}
+	}
+	if len(c.draws) != c.t.cfg.Count {
+		return &KindError{"bad_response", fmt.Sprintf("%d draws in the reply, want %d", len(c.draws), c.t.cfg.Count)}
+	}
+	for _, d := range c.draws {
+		if d.Error != "" {
+			r.FailedDraw++
+			r.FailKind = d.Error
+		}
+	}
+	r.Draws = len(c.draws)
 	return nil
 }
 

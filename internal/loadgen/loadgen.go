@@ -43,15 +43,16 @@ const (
 
 // Config describes one benchmark run.
 type Config struct {
-	Mode        string // unary | stream | http | redis
-	Addr        string // host:port
-	Pool        string
+	Mode        string        // unary | stream | http | redis
+	Addr        string        // host:port
+	Pool        string        // one pool, or several separated by commas: worker w draws from the (w mod n)-th
 	Concurrency int           // workers
 	Duration    time.Duration // measured duration, when Requests is 0
 	Requests    int64         // total counted requests; wins over Duration when > 0
 	Count       int           // draws per request
 	Pipeline    int           // requests in flight per worker (stream and redis modes)
 	Noop        bool          // call the transport floor instead of drawing
+	Compact     bool          // ask for the compact answer (DrawBatch); unary, stream, http
 	Token       string        // bearer token
 	TLS         *tls.Config   // nil: plaintext (h2c, http, redis)
 	Warmup      time.Duration // not counted
@@ -131,6 +132,7 @@ type Latency struct {
 type Report struct {
 	Mode        string  `json:"mode"`
 	Noop        bool    `json:"noop"`
+	Compact     bool    `json:"compact,omitempty"`
 	Addr        string  `json:"addr"`
 	Pool        string  `json:"pool,omitempty"`
 	Concurrency int     `json:"concurrency"`
@@ -238,6 +240,9 @@ func (c *Config) normalize() error {
 	if c.Pipeline <= 0 {
 		c.Pipeline = 1
 	}
+	if c.Compact && c.Mode == ModeRedis {
+		return errors.New("--compact: only the unary, stream and http modes have compact answers")
+	}
 	if c.Pipeline > 1 && c.Mode != ModeStream && c.Mode != ModeRedis {
 		return fmt.Errorf("--pipeline %d: only stream and redis modes pipeline", c.Pipeline)
 	}
@@ -253,6 +258,14 @@ func (c *Config) normalize() error {
 	if c.Mode != ModeRedis && c.Pool == "" {
 		return errors.New("--pool is empty")
 	}
+	if strings.Contains(c.Pool, ",") {
+		if c.Mode == ModeRedis {
+			return errors.New("--pool: several pools are for the rewardpool modes, not redis")
+		}
+		if slices.Contains(strings.Split(c.Pool, ","), "") {
+			return fmt.Errorf("--pool %q: an empty pool name in the list", c.Pool)
+		}
+	}
 	if c.GRPCConns <= 0 {
 		c.GRPCConns = (c.Concurrency + 15) / 16
 	}
@@ -266,6 +279,12 @@ func (c *Config) normalize() error {
 		c.RedisPrefix = "rewardpool:" + c.Pool
 	}
 	return nil
+}
+
+// poolFor is the pool worker w draws from.
+func (c *Config) poolFor(w int) string {
+	pools := strings.Split(c.Pool, ",")
+	return pools[w%len(pools)]
 }
 
 func newTarget(ctx context.Context, c *Config) (target, error) {
@@ -410,7 +429,7 @@ func interrupted(ctx context.Context) bool {
 
 func buildReport(cfg *Config, stats []workerStats, t0 time.Time) *Report {
 	r := &Report{
-		Mode: cfg.Mode, Noop: cfg.Noop, Addr: cfg.Addr, Pool: cfg.Pool,
+		Mode: cfg.Mode, Noop: cfg.Noop, Compact: cfg.Compact, Addr: cfg.Addr, Pool: cfg.Pool,
 		Concurrency: cfg.Concurrency, Count: cfg.Count, Pipeline: cfg.Pipeline,
 		WarmupSec:    cfg.Warmup.Seconds(),
 		FailedDraws:  map[string]int64{},
@@ -540,6 +559,9 @@ func (r *Report) WriteText(w io.Writer) {
 	what := r.Mode
 	if r.Noop {
 		what += " (noop: transport floor)"
+	}
+	if r.Compact {
+		what += ", compact answers"
 	}
 	fmt.Fprintf(w, "mode           %s\n", what)
 	fmt.Fprintf(w, "target         %s", r.Addr)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	rpv1 "github.com/rewardpool/rewardpool/api/rewardpool/v1"
+	"github.com/rewardpool/rewardpool/internal/drawbatch"
 	"github.com/rewardpool/rewardpool/internal/resp"
 )
 
@@ -77,7 +78,23 @@ type fakePool struct {
 	token     string
 	calls     atomic.Int64 // requests seen (draw and noop)
 	noops     atomic.Int64
+	compacts  atomic.Int64 // requests that asked for the compact answer
+	pools     sync.Map     // pool name -> *atomic.Int64 requests
 	lastID    atomic.Uint64
+}
+
+// compactAnswer is answer's draws as a DrawBatch.
+func (f *fakePool) compactAnswer(resp *rpv1.DrawResponse) *rpv1.DrawResponse {
+	f.compacts.Add(1)
+	var bd drawbatch.Builder
+	bd.Reset(0)
+	if len(resp.Draws) > 0 {
+		bd.Reset(resp.Draws[0].RequestId)
+	}
+	for _, d := range resp.Draws {
+		bd.Add(d.ItemId, d.Error)
+	}
+	return &rpv1.DrawResponse{Batch: bd.Batch().Proto()}
 }
 
 func (f *fakePool) answer(count uint32, noop bool) (*rpv1.DrawResponse, error) {
@@ -122,17 +139,26 @@ func (f *fakePool) Draw(ctx context.Context, r *rpv1.DrawRequest) (*rpv1.DrawRes
 	if err := f.auth(ctx); err != nil {
 		return nil, err
 	}
-	if r.Pool != "default" {
+	if r.Pool != "default" && r.Pool != "second" {
 		return nil, status.Error(codes.NotFound, "no pool "+r.Pool)
 	}
-	return f.answer(r.Count, false)
+	f.seen(r.Pool)
+	resp, err := f.answer(r.Count, false)
+	if err == nil && r.Compact {
+		resp = f.compactAnswer(resp)
+	}
+	return resp, err
 }
 
 func (f *fakePool) Noop(ctx context.Context, r *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
 	if err := f.auth(ctx); err != nil {
 		return nil, err
 	}
-	return f.answer(r.Count, true)
+	resp, err := f.answer(r.Count, true)
+	if err == nil && r.Compact {
+		resp = f.compactAnswer(resp)
+	}
+	return resp, err
 }
 
 func (f *fakePool) stream(s grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse], noop bool) error {
@@ -147,9 +173,13 @@ func (f *fakePool) stream(s grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.Draw
 		if err != nil {
 			return err
 		}
+		f.seen(r.Pool)
 		resp, err := f.answer(r.Count, noop)
 		if err != nil {
 			return err // ends the stream, like the real server
+		}
+		if r.Compact {
+			resp = f.compactAnswer(resp)
 		}
 		if err := s.Send(resp); err != nil {
 			return err
@@ -163,6 +193,38 @@ func (f *fakePool) DrawStream(s grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.
 
 func (f *fakePool) NoopStream(s grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse]) error {
 	return f.stream(s, true)
+}
+
+func (f *fakePool) seen(pool string) {
+	n, _ := f.pools.LoadOrStore(pool, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+}
+
+func (f *fakePool) seenCount(pool string) int64 {
+	n, ok := f.pools.Load(pool)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
+}
+
+// --pool a,b spreads the workers over the pools, round robin.
+func TestSeveralPools(t *testing.T) {
+	for _, mode := range []string{ModeUnary, ModeStream} {
+		f := &fakePool{}
+		r, err := Run(context.Background(), Config{Mode: mode, Addr: startGRPC(t, f), Pool: "default,second",
+			Concurrency: 4, Requests: 200, Count: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Errors != 0 || f.seenCount("default") == 0 || f.seenCount("second") == 0 {
+			t.Errorf("%s: %d errors (%v); requests per pool: default %d, second %d", mode, r.Errors, r.ErrorSamples,
+				f.seenCount("default"), f.seenCount("second"))
+		}
+	}
+	if _, err := Run(context.Background(), Config{Mode: ModeRedis, Addr: "127.0.0.1:1", Pool: "a,b", Concurrency: 1, Requests: 1}); err == nil {
+		t.Error("redis mode accepted several pools")
+	}
 }
 
 func startGRPC(t *testing.T, f *fakePool) string {
@@ -190,7 +252,8 @@ func startHTTP(t *testing.T, f *fakePool) string {
 				return
 			}
 			var req struct {
-				Count uint32 `json:"count"`
+				Count   uint32 `json:"count"`
+				Compact bool   `json:"compact"`
 			}
 			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
@@ -200,6 +263,14 @@ func startHTTP(t *testing.T, f *fakePool) string {
 			if err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				io.WriteString(w, `{"code":"UNAVAILABLE","message":"disk on fire"}`)
+				return
+			}
+			if req.Compact {
+				b := f.compactAnswer(resp).GetBatch()
+				out, _ := json.Marshal(map[string]any{"batch": map[string]any{
+					"first_request_id": b.FirstRequestId, "item_ids": b.ItemIds, "errors": b.Errors, "outcome_index": b.OutcomeIndex}})
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(out)
 				return
 			}
 			var b bytes.Buffer
@@ -269,16 +340,22 @@ func TestModes(t *testing.T) {
 		noop     bool
 		pipeline int
 		conns    int
+		compact  bool
 	}{
-		{ModeUnary, false, 1, 0},
-		{ModeUnary, true, 1, 3},
-		{ModeStream, false, 1, 0},
-		{ModeStream, false, 4, 2},
-		{ModeStream, true, 3, 0},
-		{ModeHTTP, false, 1, 0},
-		{ModeHTTP, true, 1, 0},
+		{ModeUnary, false, 1, 0, false},
+		{ModeUnary, true, 1, 3, false},
+		{ModeStream, false, 1, 0, false},
+		{ModeStream, false, 4, 2, false},
+		{ModeStream, true, 3, 0, false},
+		{ModeHTTP, false, 1, 0, false},
+		{ModeHTTP, true, 1, 0, false},
+		{ModeUnary, false, 1, 0, true},
+		{ModeStream, false, 4, 0, true},
+		{ModeStream, true, 2, 0, true},
+		{ModeHTTP, false, 1, 0, true},
+		{ModeHTTP, true, 1, 0, true},
 	} {
-		name := fmt.Sprintf("%s/noop=%v/pipeline=%d", tc.mode, tc.noop, tc.pipeline)
+		name := fmt.Sprintf("%s/noop=%v/pipeline=%d/compact=%v", tc.mode, tc.noop, tc.pipeline, tc.compact)
 		t.Run(name, func(t *testing.T) {
 			f := &fakePool{failEvery: 10, token: "s3cret"}
 			var addr string
@@ -291,12 +368,15 @@ func TestModes(t *testing.T) {
 			r, err := Run(context.Background(), Config{
 				Mode: tc.mode, Addr: addr, Pool: "default", Concurrency: 5,
 				Requests: total, Count: count, Pipeline: tc.pipeline, Noop: tc.noop,
-				Token: "s3cret", GRPCConns: tc.conns,
+				Token: "s3cret", GRPCConns: tc.conns, Compact: tc.compact,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			checkCounts(t, r, f, total, count, tc.noop)
+			if compacts := f.compacts.Load(); (compacts > 0) != tc.compact || (tc.compact && compacts != r.Requests) {
+				t.Errorf("%d compact answers for %d requests, compact %v", compacts, r.Requests, tc.compact)
+			}
 			if tc.mode != ModeStream && f.calls.Load() != total {
 				t.Errorf("server saw %d calls, want %d", f.calls.Load(), total)
 			}

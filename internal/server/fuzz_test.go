@@ -13,8 +13,9 @@ import (
 )
 
 // FuzzParseDrawBody: parseDrawBody never panics; on success Count is what
-// the body said (1 when absent) and Key (User) is the body's
-// idempotency_key (user_id), exactly: valid UTF-8, and never a U+FFFD the body did not spell (invalid
+// the body said (1 when absent), Compact is its boolean, and Key (User) is
+// the body's idempotency_key (user_id), exactly: valid UTF-8, and never a
+// U+FFFD the body did not spell (invalid
 // bytes and lone surrogate escapes are refused, not replaced); an error is
 // always an *Error with code INVALID_ARGUMENT. Seeds are below
 // and in testdata/fuzz/FuzzParseDrawBody.
@@ -26,6 +27,10 @@ func FuzzParseDrawBody(f *testing.F) {
 		`{"count": 3}`,
 		`{"count": "3"}`,
 		`{"count": 3, "idempotency_key": "abc"}`,
+		`{"count": 3, "compact": true}`,
+		`{"compact": false, "count": 9}`,
+		`{"compact": 1}`,
+		`{"compact": null}`,
 		`{"idempotency_key": "k\u00e9\n"}`,
 		`{"count": 0}`,
 		`{"count": -1}`,
@@ -61,10 +66,27 @@ func FuzzParseDrawBody(f *testing.F) {
 		`{"user_id": 7}`,
 		"{\"user_id\": \"a\xff\"}",
 		`{"user_id": "a\ud800"}`,
+		` {"count":"007" ,"compact" : false,"idempotency_key":"é k"} `,
+		`{"count":-0}`,
+		`{"count":01}`,
+		`{"count":"-"}`,
+		`{"count":123456789012345678901}`,
+		`{"count":9223372036854775807}`,
+		"{\"idempotency_key\":\"a\tb\"}",
+		`{"compact":truex}`,
+		`{"count":1,}`,
+		`{}x`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The allocation-free parser takes only bodies the general one
+		// reads the same way; everything else goes to the general one.
+		if fast, ok := fastDrawBody(b); ok {
+			if slow, err := parseDrawBodyJSON(b); err != nil || slow != fast {
+				t.Fatalf("fastDrawBody(%q) = %+v, the encoding/json path says %+v, %v", b, fast, slow, err)
+			}
+		}
 		got, err := parseDrawBody(b)
 		if err != nil {
 			var se *Error
@@ -77,7 +99,7 @@ func FuzzParseDrawBody(f *testing.F) {
 			return
 		}
 		// Success: the body is empty or a JSON object with at most the
-		// three known fields, each once.
+		// four known fields, each once.
 		want := drawBody{Count: 1}
 		if len(bytes.TrimSpace(b)) > 0 {
 			var fields map[string]json.RawMessage
@@ -98,6 +120,10 @@ func FuzzParseDrawBody(f *testing.F) {
 						t.Fatalf("parseDrawBody(%q) accepted user_id %s", b, raw)
 					}
 					checkKeyNotRewritten(t, b, raw, want.User)
+				case "compact":
+					if err := json.Unmarshal(raw, &want.Compact); err != nil || (string(raw) != "true" && string(raw) != "false") {
+						t.Fatalf("parseDrawBody(%q) accepted compact %s", b, raw)
+					}
 				default:
 					t.Fatalf("parseDrawBody(%q) accepted unknown field %q", b, name)
 				}

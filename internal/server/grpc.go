@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/rewardpool/rewardpool"
@@ -102,18 +103,35 @@ const errorDomain = "rewardpool.v1"
 // draw is the one draw path both gRPC methods use.
 func (g *grpcService) draw(ctx context.Context, req *rpv1.DrawRequest, transport string) (*rpv1.DrawResponse, error) {
 	start := time.Now()
-	res, err := g.s.draw(ctx, req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey(), req.GetUserId())
-	if err != nil {
+	sc := getScratch()
+	defer putScratch(sc)
+	if err := g.s.drawInto(ctx, sc, req.GetPool(), int64(req.GetCount()), req.GetIdempotencyKey(), req.GetUserId()); err != nil {
 		return nil, toStatus(err)
 	}
-	g.s.observeDraw(req.GetPool(), transport, start, res)
-	return drawResponse(res), nil
+	g.s.observe(req.GetPool(), transport, start, sc)
+	return answer(req, sc), nil
+}
+
+// answer is the response for sc: compact when asked for (and possible).
+func answer(req *rpv1.DrawRequest, sc *drawScratch) *rpv1.DrawResponse {
+	if req.GetCompact() && sc.compact() {
+		b := sc.bd.Batch().Proto()
+		// The builder's tables go back to the pool with sc; the message
+		// lives until it is sent.
+		b.ItemIds, b.Errors, b.OutcomeIndex = slices.Clone(b.ItemIds), slices.Clone(b.Errors), slices.Clone(b.OutcomeIndex)
+		return &rpv1.DrawResponse{Batch: b}
+	}
+	return drawResponse(sc.res)
 }
 
 func drawResponse(res []rewardpool.DrawResult) *rpv1.DrawResponse {
 	out := &rpv1.DrawResponse{Draws: make([]*rpv1.Draw, len(res))}
+	// One allocation for all the messages instead of one per draw.
+	draws := make([]rpv1.Draw, len(res))
 	for i, r := range res {
-		out.Draws[i] = &rpv1.Draw{RequestId: r.RequestID, ItemId: r.ItemID, Error: drawOutcome(r), Pity: r.Pity}
+		d := &draws[i]
+		d.RequestId, d.ItemId, d.Error, d.Pity = r.RequestID, r.ItemID, drawOutcome(r), r.Pity
+		out.Draws[i] = d
 	}
 	return out
 }
@@ -123,11 +141,12 @@ func (g *grpcService) Draw(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.Dr
 }
 
 func (g *grpcService) Noop(ctx context.Context, req *rpv1.DrawRequest) (*rpv1.DrawResponse, error) {
-	res, err := g.s.noop(req.GetPool(), int64(req.GetCount()), req.GetUserId())
-	if err != nil {
+	sc := getScratch()
+	defer putScratch(sc)
+	if err := g.s.noopInto(sc, req.GetPool(), int64(req.GetCount()), req.GetUserId()); err != nil {
 		return nil, toStatus(err)
 	}
-	return drawResponse(res), nil
+	return answer(req, sc), nil
 }
 
 func (g *grpcService) DrawStream(stream grpc.BidiStreamingServer[rpv1.DrawRequest, rpv1.DrawResponse]) error {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -21,8 +23,12 @@ import (
 // routes is the HTTP/JSON API: the same service layer as gRPC.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/pools/{pool}/draw", s.guard(accessClient, s.handleDraw))
-	mux.HandleFunc("POST /v1/noop/{pool}", s.guard(accessClient, s.handleNoop))
+	mux.HandleFunc("POST /v1/pools/{pool}/draw", func(w http.ResponseWriter, r *http.Request) {
+		s.serveDraw(w, r, r.PathValue("pool"), false)
+	})
+	mux.HandleFunc("POST /v1/noop/{pool}", func(w http.ResponseWriter, r *http.Request) {
+		s.serveDraw(w, r, r.PathValue("pool"), true)
+	})
 	mux.HandleFunc("GET /v1/pools", s.guard(accessRead, s.handleListPools))
 	mux.HandleFunc("GET /v1/pools/{pool}", s.guard(accessRead, s.handleGetPool))
 	mux.HandleFunc("GET /v1/pools/{pool}/odds", s.guard(accessRead, s.handleOdds))
@@ -39,7 +45,44 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, errorf(codes.NotFound, nil, "no route for %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return &drawRouter{s: s, mux: mux}
+}
+
+// drawRouter sends the common draw and noop requests straight to their
+// handler and everything else to the mux. The mux allocates its match for
+// every request with a path value; the hot route does not need it. Only
+// paths the mux would route the same way are taken: POST, the path as
+// sent (no escapes), one plain segment for the pool.
+type drawRouter struct {
+	s   *Server
+	mux *http.ServeMux
+}
+
+func (d *drawRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.RawPath == "" {
+		if pool, ok := poolSegment(r.URL.Path, "/v1/pools/", "/draw"); ok {
+			d.s.serveDraw(w, r, pool, false)
+			return
+		}
+		if pool, ok := poolSegment(r.URL.Path, "/v1/noop/", ""); ok {
+			d.s.serveDraw(w, r, pool, true)
+			return
+		}
+	}
+	d.mux.ServeHTTP(w, r)
+}
+
+// poolSegment returns the pool of path = prefix + pool + suffix, when pool
+// is one clean path segment (not empty, ".", ".." or holding a slash).
+func poolSegment(path, prefix, suffix string) (string, bool) {
+	if !strings.HasPrefix(path, prefix) || !strings.HasSuffix(path, suffix) || len(path) < len(prefix)+len(suffix) {
+		return "", false
+	}
+	pool := path[len(prefix) : len(path)-len(suffix)]
+	if pool == "" || pool == "." || pool == ".." || strings.IndexByte(pool, '/') >= 0 {
+		return "", false
+	}
+	return pool, true
 }
 
 // guard checks the bearer token and bounds the request body.
@@ -51,14 +94,26 @@ func (s *Server) guard(level access, h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, int64(s.cfg.Limits.MaxBodyBytes))
-		// The headers are in: the body has connections.body_timeout to
-		// arrive, so a client that stalls mid-body cannot hold the
-		// connection (and its handler) forever.
-		if r.ContentLength != 0 {
-			http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(s.cfg.Connections.BodyTimeout)))
-		}
+		s.bodyDeadline(w, r)
 		h(w, r)
 	}
+}
+
+// bodyDeadline: the headers are in, the body has connections.body_timeout
+// to arrive, so a client that stalls mid-body cannot hold the connection
+// (and its handler) forever.
+func (s *Server) bodyDeadline(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 {
+		return
+	}
+	deadline := time.Now().Add(time.Duration(s.cfg.Connections.BodyTimeout))
+	// net/http's own writers have the method; asking them directly saves
+	// the ResponseController's allocation on the draw path.
+	if d, ok := w.(interface{ SetReadDeadline(time.Time) error }); ok {
+		d.SetReadDeadline(deadline)
+		return
+	}
+	http.NewResponseController(w).SetReadDeadline(deadline)
 }
 
 // httpStatus maps service codes to HTTP statuses.
@@ -164,11 +219,24 @@ func reasonStatus(reason string, byCode int) int {
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	// Shared header values: net/http only reads them. Setting the map
+	// entries directly saves Header.Set's allocation of a new slice.
+	h["Content-Type"] = jsonContentType
+	if len(body)+1 > smallAnswer {
+		h["Content-Length"] = []string{strconv.Itoa(len(body) + 1)}
+	}
+	// A small answer's Content-Length is set by net/http itself: it sees
+	// the whole answer in its buffer when the handler returns.
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
 }
+
+var jsonContentType = []string{"application/json"}
+
+// smallAnswer is the largest answer net/http buffers whole (its
+// bufferBeforeChunkingSize, 2048), with a margin; above it the answer
+// would go out chunked without an explicit Content-Length.
+const smallAnswer = 1900
 
 // errBodyTimeout: the client did not send its body within
 // connections.body_timeout.
@@ -192,16 +260,27 @@ func readBody(r *http.Request) ([]byte, error) {
 
 // drawBody is a parsed draw request body.
 type drawBody struct {
-	Count int64 // 1 when absent
-	Key   string
-	User  string
+	Count   int64 // 1 when absent
+	Key     string
+	User    string
+	Compact bool // answer with a DrawBatch
 }
 
 // parseDrawBody parses {"count": N, "idempotency_key": "...", "user_id":
-// "..."}; every field is optional, an empty body means one draw. count may be a JSON number or
-// a string holding one (as protojson writes 64-bit integers). Errors name
-// the field and are INVALID_ARGUMENT.
+// "...", "compact": true}; every field is optional, an empty body means one
+// draw. count may be a JSON number or a string holding one (as protojson
+// writes 64-bit integers); compact is a JSON boolean. Errors name the field
+// and are INVALID_ARGUMENT.
 func parseDrawBody(b []byte) (drawBody, error) {
+	if out, ok := fastDrawBody(b); ok {
+		return out, nil
+	}
+	return parseDrawBodyJSON(b)
+}
+
+// parseDrawBodyJSON is parseDrawBody through encoding/json: every body, and
+// every error message.
+func parseDrawBodyJSON(b []byte) (drawBody, error) {
 	out := drawBody{Count: 1}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return out, nil
@@ -231,8 +310,17 @@ func parseDrawBody(b []byte) (drawBody, error) {
 				return out, invalid("user_id: %v", err)
 			}
 			out.User = user
+		case "compact":
+			switch string(raw) {
+			case "true":
+				out.Compact = true
+			case "false":
+				out.Compact = false
+			default:
+				return out, invalid("compact: want true or false, got %s", raw)
+			}
 		default:
-			return out, invalid("unknown field %q (want count, idempotency_key, user_id)", name)
+			return out, invalid("unknown field %q (want count, idempotency_key, user_id, compact)", name)
 		}
 	}
 	return out, nil
@@ -368,47 +456,135 @@ func parseInt(raw json.RawMessage) (int64, error) {
 	return n, nil
 }
 
-// readDrawBody reads and parses a draw body, answering the error itself.
-func (s *Server) readDrawBody(w http.ResponseWriter, r *http.Request) (drawBody, bool) {
-	b, err := readBody(r)
+// readDrawBody reads (into sc.buf, limited to limits.max_body_bytes) and
+// parses a draw body, answering the error itself. The query parameter
+// compact=1 (or true) asks for the compact answer, as the body's
+// "compact": true does.
+func (s *Server) readDrawBody(w http.ResponseWriter, r *http.Request, sc *drawScratch) (drawBody, bool) {
+	b, err := s.readLimited(w, r, sc.buf[:0])
+	sc.buf = b[:0]
 	if err == nil {
 		var body drawBody
 		if body, err = parseDrawBody(b); err == nil {
-			return body, true
+			var q bool
+			if q, err = compactQuery(r.URL.RawQuery); err == nil {
+				body.Compact = body.Compact || q
+				return body, true
+			}
 		}
 	}
 	s.writeError(w, err)
 	return drawBody{}, false
 }
 
-func (s *Server) handleDraw(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	body, ok := s.readDrawBody(w, r)
-	if !ok {
-		return
+// readLimited is readBody for the draw route: it reads into buf (pooled)
+// instead of a new slice, and applies limits.max_body_bytes itself instead
+// of through a new http.MaxBytesReader. A body over the limit is handed to
+// one after all, so that the error and the connection's fate are exactly
+// MaxBytesReader's (413, and the connection closes).
+func (s *Server) readLimited(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
+	limit := int(s.cfg.Limits.MaxBodyBytes)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			over := http.MaxBytesReader(w, io.NopCloser(io.MultiReader(bytes.NewReader(buf), r.Body)), int64(limit))
+			_, err := readBody(&http.Request{Body: over})
+			return buf, err
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			_, err = readBody(&http.Request{Body: io.NopCloser(&failingReader{err})})
+			return buf, err
+		}
 	}
-	pool := r.PathValue("pool")
-	res, err := s.draw(r.Context(), pool, body.Count, body.Key, body.User)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	s.observeDraw(pool, "http", start, res)
-	s.metrics.countRequest("http", codes.OK)
-	writeJSON(w, http.StatusOK, appendDraws(make([]byte, 0, 64+48*len(res)), res))
 }
 
-func (s *Server) handleNoop(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readDrawBody(w, r)
-	if !ok {
-		return
+// failingReader fails with err: readBody's error mapping for a read error.
+type failingReader struct{ err error }
+
+func (f *failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+// compactQuery reads the draw routes' query parameter compact=1|true|0|false.
+// Other parameters are ignored, as they always were on these routes (a
+// client may add its own, e.g. to defeat a cache); a compact given twice or
+// with another value is INVALID_ARGUMENT.
+func compactQuery(raw string) (bool, error) {
+	switch raw {
+	case "":
+		return false, nil
+	case "compact=1", "compact=true":
+		return true, nil // what clients send: read without a map
 	}
-	res, err := s.noop(r.PathValue("pool"), body.Count, body.User)
+	q, err := url.ParseQuery(raw)
 	if err != nil {
+		return false, invalid("query: %v", err)
+	}
+	vals := q["compact"]
+	if len(vals) == 0 {
+		return false, nil
+	}
+	if len(vals) != 1 {
+		return false, invalid("compact: given %d times", len(vals))
+	}
+	switch vals[0] {
+	case "1", "true":
+		return true, nil
+	case "0", "false":
+		return false, nil
+	}
+	return false, invalid("compact: want 1, true, 0 or false, got %q", vals[0])
+}
+
+// serveDraw serves POST /v1/pools/{pool}/draw (noop false) and
+// POST /v1/noop/{pool} (noop true): guarded like the other routes, with the
+// body read into the pooled scratch, so that a draw allocates nothing of
+// its own.
+func (s *Server) serveDraw(w http.ResponseWriter, r *http.Request, pool string, noop bool) {
+	start := time.Now()
+	if err := s.auth.check(accessClient, bearer(r.Header.Get("Authorization"))); err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rewardpool"`)
 		s.writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, appendDraws(make([]byte, 0, 64+48*len(res)), res))
+	s.bodyDeadline(w, r)
+	sc := getScratch()
+	defer putScratch(sc)
+	body, ok := s.readDrawBody(w, r, sc)
+	if !ok {
+		return
+	}
+	if noop {
+		if err := s.noopInto(sc, pool, body.Count, body.User); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		s.writeDraws(w, sc, body.Compact)
+		return
+	}
+	if err := s.drawInto(r.Context(), sc, pool, body.Count, body.Key, body.User); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.observe(pool, "http", start, sc)
+	s.metrics.countRequest("http", codes.OK)
+	s.writeDraws(w, sc, body.Compact)
+}
+
+// writeDraws answers a draw: the plain {"draws":[...]} or, when asked for,
+// the compact {"batch":{...}}.
+func (s *Server) writeDraws(w http.ResponseWriter, sc *drawScratch, compact bool) {
+	if compact && sc.compact() {
+		sc.buf = sc.bd.Batch().AppendJSON(sc.buf[:0], appendJSONString)
+	} else {
+		sc.buf = appendDraws(sc.buf[:0], sc.res)
+	}
+	writeJSON(w, http.StatusOK, sc.buf)
 }
 
 // appendDraws writes {"draws":[{"request_id":101,"item_id":"gold"},...]}.

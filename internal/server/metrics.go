@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/rewardpool/rewardpool"
+	"github.com/rewardpool/rewardpool/internal/drawbatch"
 )
 
 // metrics holds the server's Prometheus collectors, in a registry of its
@@ -152,21 +152,47 @@ func (m *metrics) perItem(pool string) bool {
 	return cs.n.Load() <= int64(m.perItemMax)
 }
 
-// countDraws counts the results of one answered request.
-func (m *metrics) countDraws(pool string, res []rewardpool.DrawResult) {
+// countOutcomes counts the draws of one answered request from its batch
+// table: counts[x] draws had table entry x (b.Items, then b.Errors).
+// Replayed answers are all replayed or none (a request is answered from
+// memory as a whole). One counter update per distinct outcome, not per
+// draw, and one read lock for all of them.
+func (m *metrics) countOutcomes(pool string, b *drawbatch.Batch, counts []uint64, replayed bool) {
 	perItem := m.perItem(pool)
-	for _, r := range res {
-		key := [3]string{pool, r.ItemID, "ok"}
-		if !perItem {
-			key[1] = ""
+	key := func(x int) [3]string {
+		k := [3]string{pool, "", "ok"}
+		if x < len(b.Items) && perItem {
+			k[1] = b.Items[x]
 		}
 		switch {
-		case r.Replayed:
-			key[2] = "replayed"
-		case r.Err != nil:
-			key = [3]string{pool, "", "pool_empty"}
+		case replayed:
+			k[2] = "replayed"
+		case x >= len(b.Items):
+			k = [3]string{pool, "", "pool_empty"}
 		}
-		m.drawCounter.get(key).Inc()
+		return k
+	}
+	c := m.drawCounter
+	missed := false
+	c.mu.RLock()
+	for x, n := range counts {
+		if n == 0 {
+			continue
+		}
+		if v, ok := c.m[key(x)]; ok {
+			v.Add(float64(n))
+			counts[x] = 0
+		} else {
+			missed = true
+		}
+	}
+	c.mu.RUnlock()
+	if missed { // first time seen: get creates the series
+		for x, n := range counts {
+			if n > 0 {
+				c.get(key(x)).Add(float64(n))
+			}
+		}
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/rewardpool/rewardpool"
 	"github.com/rewardpool/rewardpool/internal/replica"
@@ -246,22 +245,9 @@ type poolView struct {
 	Digest string // state digest at State.Seq; equal on replicas at equal seq
 }
 
-// draw runs one draw request. count 0 means 1 on every transport: gRPC
-// cannot tell 0 from an absent field, so 0 is the default everywhere.
-func (s *Server) draw(ctx context.Context, pool string, count int64, key, user string) ([]rewardpool.DrawResult, error) {
-	e, count, err := s.checkDraw(pool, count, key, user)
-	if err != nil {
-		return nil, err
-	}
-	res, err := e.Draw(ctx, rewardpool.DrawRequest{Count: int(count), IdempotencyKey: key, UserID: user})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.awaitReplicas(ctx, pool, e); err != nil {
-		return nil, err
-	}
-	return res, nil
-}
+// Draw requests are served by drawInto (drawpath.go). count 0 means 1 on
+// every transport: gRPC cannot tell 0 from an absent field, so 0 is the
+// default everywhere.
 
 // checkDraw does the checks of draw that need no engine call: the pool
 // exists and the server is ready, count and key are within bounds. It
@@ -281,25 +267,6 @@ func (s *Server) checkDraw(pool string, count int64, key, user string) (*rewardp
 	}
 	count = int64(n)
 	return e, count, nil
-}
-
-// noop validates like draw and answers placeholders without drawing: the
-// transport's own floor, for benchmarks.
-func (s *Server) noop(pool string, count int64, user string) ([]rewardpool.DrawResult, error) {
-	_, count, err := s.checkDraw(pool, count, "", user)
-	if err != nil {
-		return nil, err
-	}
-	res := make([]rewardpool.DrawResult, count)
-	for i := range res {
-		res[i].ItemID = "noop"
-	}
-	return res, nil
-}
-
-func (s *Server) observeDraw(pool, transport string, start time.Time, res []rewardpool.DrawResult) {
-	s.metrics.latency.get([3]string{pool, transport}).Observe(time.Since(start).Seconds())
-	s.metrics.countDraws(pool, res)
 }
 
 func (s *Server) getPool(ctx context.Context, name string) (poolView, error) {

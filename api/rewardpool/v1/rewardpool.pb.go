@@ -814,7 +814,20 @@ type DrawRequest struct {
 	// per-user or item caps) requires it (INVALID_ARGUMENT "user_id" when
 	// empty); its per-player state is updated in the same logged batch as
 	// the draws. See README "Gacha rules".
-	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Asks for the compact answer: DrawResponse.batch (a DrawBatch) instead
+	// of one Draw message per draw in DrawResponse.draws. Over HTTP: the body
+	// field "compact": true, or the query parameter ?compact=1 (or =true).
+	// It is opt-in, not switched on above some count, because a client that
+	// does not know DrawBatch would read an empty draws list: only the client
+	// knows whether it can decode the compact form. Ask for it for large
+	// counts (it costs about 1 byte per draw on the wire instead of 15 to 40,
+	// and no message per draw to build or parse); for a handful of draws the
+	// plain form is as small. A server older than this field ignores it and
+	// answers with draws, so a client must read whichever of the two is set.
+	// Answers holding a draw with pity set (pools with player rules) come
+	// plain: the compact form does not carry pity.
+	Compact       bool `protobuf:"varint,5,opt,name=compact,proto3" json:"compact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -875,6 +888,13 @@ func (x *DrawRequest) GetUserId() string {
 		return x.UserId
 	}
 	return ""
+}
+
+func (x *DrawRequest) GetCompact() bool {
+	if x != nil {
+		return x.Compact
+	}
+	return false
 }
 
 // Draw is the outcome of one draw.
@@ -955,10 +975,16 @@ func (x *Draw) GetPity() string {
 }
 
 // DrawResponse holds one Draw per requested draw, in request id order.
+// Exactly one of draws and batch is set: batch when the request asked for
+// compact, draws otherwise.
 type DrawResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The draws, count of them (1 when count was 0), request ids ascending.
-	Draws         []*Draw `protobuf:"bytes,1,rep,name=draws,proto3" json:"draws,omitempty"`
+	// Empty when batch is set.
+	Draws []*Draw `protobuf:"bytes,1,rep,name=draws,proto3" json:"draws,omitempty"`
+	// The same draws in compact form, set only when DrawRequest.compact was
+	// true. Expanding it gives exactly the draws the plain answer would hold.
+	Batch         *DrawBatch `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1000,6 +1026,107 @@ func (x *DrawResponse) GetDraws() []*Draw {
 	return nil
 }
 
+func (x *DrawResponse) GetBatch() *DrawBatch {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+// DrawBatch is a request's draws in compact form. The request ids of one
+// request's draws are consecutive (they are handed out together, in one
+// atomic batch, and a replayed answer repeats them), so they are sent as the
+// first one; each item id that occurs is sent once, in a table, and each
+// draw is one small index into the table. The table is item_ids followed by
+// errors: with k = len(item_ids), draw i (0-based, i < len(outcome_index)) is
+//
+//	request_id = first_request_id + i
+//	x          = outcome_index[i]
+//	item_id    = item_ids[x]       when x < k
+//	error      = errors[x - k]     when x >= k (a failed draw, e.g. POOL_EMPTY)
+//
+// JSON (HTTP, "compact": true or ?compact=1):
+//
+//	{"batch":{"first_request_id":101,"item_ids":["gold","ruby"],
+//	          "errors":["POOL_EMPTY"],"outcome_index":[0,1,0,2]}}
+//
+// An index outside the table, or a first_request_id + i that overflows, is a
+// malformed answer.
+type DrawBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Request id of the first draw; draw i has first_request_id + i. Noop
+	// answers (placeholders) have first_request_id 0.
+	FirstRequestId uint64 `protobuf:"varint,1,opt,name=first_request_id,json=firstRequestId,proto3" json:"first_request_id,omitempty"`
+	// The distinct item ids among the draws, in order of first occurrence.
+	ItemIds []string `protobuf:"bytes,2,rep,name=item_ids,json=itemIds,proto3" json:"item_ids,omitempty"`
+	// The distinct reasons of the failed draws among them ("POOL_EMPTY"), in
+	// order of first occurrence; usually empty.
+	Errors []string `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
+	// One entry per draw, in request id order: the index of its outcome in
+	// the table item_ids followed by errors.
+	OutcomeIndex  []uint32 `protobuf:"varint,4,rep,packed,name=outcome_index,json=outcomeIndex,proto3" json:"outcome_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrawBatch) Reset() {
+	*x = DrawBatch{}
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrawBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrawBatch) ProtoMessage() {}
+
+func (x *DrawBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrawBatch.ProtoReflect.Descriptor instead.
+func (*DrawBatch) Descriptor() ([]byte, []int) {
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DrawBatch) GetFirstRequestId() uint64 {
+	if x != nil {
+		return x.FirstRequestId
+	}
+	return 0
+}
+
+func (x *DrawBatch) GetItemIds() []string {
+	if x != nil {
+		return x.ItemIds
+	}
+	return nil
+}
+
+func (x *DrawBatch) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+func (x *DrawBatch) GetOutcomeIndex() []uint32 {
+	if x != nil {
+		return x.OutcomeIndex
+	}
+	return nil
+}
+
 // Item is one entry of a pool's catalog.
 type Item struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1025,7 +1152,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1164,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[13]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1177,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{13}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Item) GetId() string {
@@ -1110,7 +1237,7 @@ type Pool struct {
 
 func (x *Pool) Reset() {
 	*x = Pool{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1249,7 @@ func (x *Pool) String() string {
 func (*Pool) ProtoMessage() {}
 
 func (x *Pool) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[14]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1262,7 @@ func (x *Pool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pool.ProtoReflect.Descriptor instead.
 func (*Pool) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{14}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Pool) GetName() string {
@@ -1189,7 +1316,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1328,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[15]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1341,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{15}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{16}
 }
 
 // ListPoolsResponse lists the pools on this node.
@@ -1228,7 +1355,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1367,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[16]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1380,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{16}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -1275,7 +1402,7 @@ type GetPoolRequest struct {
 
 func (x *GetPoolRequest) Reset() {
 	*x = GetPoolRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1414,7 @@ func (x *GetPoolRequest) String() string {
 func (*GetPoolRequest) ProtoMessage() {}
 
 func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[17]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1427,7 @@ func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{17}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetPoolRequest) GetPool() string {
@@ -1334,7 +1461,7 @@ type PutItemRequest struct {
 
 func (x *PutItemRequest) Reset() {
 	*x = PutItemRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1473,7 @@ func (x *PutItemRequest) String() string {
 func (*PutItemRequest) ProtoMessage() {}
 
 func (x *PutItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[18]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1486,7 @@ func (x *PutItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutItemRequest.ProtoReflect.Descriptor instead.
 func (*PutItemRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{18}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutItemRequest) GetPool() string {
@@ -1406,7 +1533,7 @@ type DeleteItemRequest struct {
 
 func (x *DeleteItemRequest) Reset() {
 	*x = DeleteItemRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1545,7 @@ func (x *DeleteItemRequest) String() string {
 func (*DeleteItemRequest) ProtoMessage() {}
 
 func (x *DeleteItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[19]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1558,7 @@ func (x *DeleteItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteItemRequest.ProtoReflect.Descriptor instead.
 func (*DeleteItemRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{19}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteItemRequest) GetPool() string {
@@ -1464,7 +1591,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1603,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[20]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1616,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{20}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AckRequest) GetPool() string {
@@ -1522,7 +1649,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1661,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[21]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1674,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{21}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{22}
 }
 
 // StreamWALRequest says which pool to follow and from where.
@@ -1576,7 +1703,7 @@ type StreamWALRequest struct {
 
 func (x *StreamWALRequest) Reset() {
 	*x = StreamWALRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1715,7 @@ func (x *StreamWALRequest) String() string {
 func (*StreamWALRequest) ProtoMessage() {}
 
 func (x *StreamWALRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[22]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1728,7 @@ func (x *StreamWALRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamWALRequest.ProtoReflect.Descriptor instead.
 func (*StreamWALRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{22}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StreamWALRequest) GetPool() string {
@@ -1676,7 +1803,7 @@ type WALRecord struct {
 
 func (x *WALRecord) Reset() {
 	*x = WALRecord{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1815,7 @@ func (x *WALRecord) String() string {
 func (*WALRecord) ProtoMessage() {}
 
 func (x *WALRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[23]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1828,7 @@ func (x *WALRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WALRecord.ProtoReflect.Descriptor instead.
 func (*WALRecord) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{23}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WALRecord) GetSeq() uint64 {
@@ -1807,7 +1934,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +1946,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[24]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +1959,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{24}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetSnapshotRequest) GetPool() string {
@@ -1858,7 +1985,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +1997,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[25]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2010,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{25}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -1921,7 +2048,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[26]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2060,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[26]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2073,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{26}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PromoteRequest) GetForce() bool {
@@ -1970,7 +2097,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[27]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2109,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[27]
+	mi := &file_rewardpool_v1_rewardpool_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2122,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{27}
+	return file_rewardpool_v1_rewardpool_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PromoteResponse) GetEpoch() uint64 {
@@ -2070,20 +2197,27 @@ const file_rewardpool_v1_rewardpool_proto_rawDesc = "" +
 	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12 \n" +
 	"\fmax_per_user\x18\x03 \x01(\rR\n" +
-	"maxPerUser\"y\n" +
+	"maxPerUser\"\x93\x01\n" +
 	"\vDrawRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12'\n" +
 	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x12\x17\n" +
-	"\auser_id\x18\x04 \x01(\tR\x06userId\"h\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x18\n" +
+	"\acompact\x18\x05 \x01(\bR\acompact\"h\n" +
 	"\x04Draw\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x17\n" +
 	"\aitem_id\x18\x02 \x01(\tR\x06itemId\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x12\n" +
-	"\x04pity\x18\x04 \x01(\tR\x04pity\"9\n" +
+	"\x04pity\x18\x04 \x01(\tR\x04pity\"i\n" +
 	"\fDrawResponse\x12)\n" +
-	"\x05draws\x18\x01 \x03(\v2\x13.rewardpool.v1.DrawR\x05draws\"{\n" +
+	"\x05draws\x18\x01 \x03(\v2\x13.rewardpool.v1.DrawR\x05draws\x12.\n" +
+	"\x05batch\x18\x02 \x01(\v2\x18.rewardpool.v1.DrawBatchR\x05batch\"\x8d\x01\n" +
+	"\tDrawBatch\x12(\n" +
+	"\x10first_request_id\x18\x01 \x01(\x04R\x0efirstRequestId\x12\x19\n" +
+	"\bitem_ids\x18\x02 \x03(\tR\aitemIds\x12\x16\n" +
+	"\x06errors\x18\x03 \x03(\tR\x06errors\x12#\n" +
+	"\routcome_index\x18\x04 \x03(\rR\foutcomeIndex\"{\n" +
 	"\x04Item\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x16\n" +
@@ -2187,7 +2321,7 @@ func file_rewardpool_v1_rewardpool_proto_rawDescGZIP() []byte {
 	return file_rewardpool_v1_rewardpool_proto_rawDescData
 }
 
-var file_rewardpool_v1_rewardpool_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_rewardpool_v1_rewardpool_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_rewardpool_v1_rewardpool_proto_goTypes = []any{
 	(*GetRulesRequest)(nil),    // 0: rewardpool.v1.GetRulesRequest
 	(*PoolRules)(nil),          // 1: rewardpool.v1.PoolRules
@@ -2202,21 +2336,22 @@ var file_rewardpool_v1_rewardpool_proto_goTypes = []any{
 	(*DrawRequest)(nil),        // 10: rewardpool.v1.DrawRequest
 	(*Draw)(nil),               // 11: rewardpool.v1.Draw
 	(*DrawResponse)(nil),       // 12: rewardpool.v1.DrawResponse
-	(*Item)(nil),               // 13: rewardpool.v1.Item
-	(*Pool)(nil),               // 14: rewardpool.v1.Pool
-	(*ListPoolsRequest)(nil),   // 15: rewardpool.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),  // 16: rewardpool.v1.ListPoolsResponse
-	(*GetPoolRequest)(nil),     // 17: rewardpool.v1.GetPoolRequest
-	(*PutItemRequest)(nil),     // 18: rewardpool.v1.PutItemRequest
-	(*DeleteItemRequest)(nil),  // 19: rewardpool.v1.DeleteItemRequest
-	(*AckRequest)(nil),         // 20: rewardpool.v1.AckRequest
-	(*AckResponse)(nil),        // 21: rewardpool.v1.AckResponse
-	(*StreamWALRequest)(nil),   // 22: rewardpool.v1.StreamWALRequest
-	(*WALRecord)(nil),          // 23: rewardpool.v1.WALRecord
-	(*GetSnapshotRequest)(nil), // 24: rewardpool.v1.GetSnapshotRequest
-	(*SnapshotChunk)(nil),      // 25: rewardpool.v1.SnapshotChunk
-	(*PromoteRequest)(nil),     // 26: rewardpool.v1.PromoteRequest
-	(*PromoteResponse)(nil),    // 27: rewardpool.v1.PromoteResponse
+	(*DrawBatch)(nil),          // 13: rewardpool.v1.DrawBatch
+	(*Item)(nil),               // 14: rewardpool.v1.Item
+	(*Pool)(nil),               // 15: rewardpool.v1.Pool
+	(*ListPoolsRequest)(nil),   // 16: rewardpool.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),  // 17: rewardpool.v1.ListPoolsResponse
+	(*GetPoolRequest)(nil),     // 18: rewardpool.v1.GetPoolRequest
+	(*PutItemRequest)(nil),     // 19: rewardpool.v1.PutItemRequest
+	(*DeleteItemRequest)(nil),  // 20: rewardpool.v1.DeleteItemRequest
+	(*AckRequest)(nil),         // 21: rewardpool.v1.AckRequest
+	(*AckResponse)(nil),        // 22: rewardpool.v1.AckResponse
+	(*StreamWALRequest)(nil),   // 23: rewardpool.v1.StreamWALRequest
+	(*WALRecord)(nil),          // 24: rewardpool.v1.WALRecord
+	(*GetSnapshotRequest)(nil), // 25: rewardpool.v1.GetSnapshotRequest
+	(*SnapshotChunk)(nil),      // 26: rewardpool.v1.SnapshotChunk
+	(*PromoteRequest)(nil),     // 27: rewardpool.v1.PromoteRequest
+	(*PromoteResponse)(nil),    // 28: rewardpool.v1.PromoteResponse
 }
 var file_rewardpool_v1_rewardpool_proto_depIdxs = []int32{
 	3,  // 0: rewardpool.v1.Odds.items:type_name -> rewardpool.v1.ItemOdds
@@ -2226,45 +2361,46 @@ var file_rewardpool_v1_rewardpool_proto_depIdxs = []int32{
 	8,  // 4: rewardpool.v1.Player.pity:type_name -> rewardpool.v1.PityCounter
 	9,  // 5: rewardpool.v1.Player.held:type_name -> rewardpool.v1.HeldItem
 	11, // 6: rewardpool.v1.DrawResponse.draws:type_name -> rewardpool.v1.Draw
-	13, // 7: rewardpool.v1.Pool.items:type_name -> rewardpool.v1.Item
-	14, // 8: rewardpool.v1.ListPoolsResponse.pools:type_name -> rewardpool.v1.Pool
-	10, // 9: rewardpool.v1.RewardPool.Draw:input_type -> rewardpool.v1.DrawRequest
-	10, // 10: rewardpool.v1.RewardPool.DrawStream:input_type -> rewardpool.v1.DrawRequest
-	15, // 11: rewardpool.v1.RewardPool.ListPools:input_type -> rewardpool.v1.ListPoolsRequest
-	17, // 12: rewardpool.v1.RewardPool.GetPool:input_type -> rewardpool.v1.GetPoolRequest
-	18, // 13: rewardpool.v1.RewardPool.PutItem:input_type -> rewardpool.v1.PutItemRequest
-	19, // 14: rewardpool.v1.RewardPool.DeleteItem:input_type -> rewardpool.v1.DeleteItemRequest
-	10, // 15: rewardpool.v1.RewardPool.Noop:input_type -> rewardpool.v1.DrawRequest
-	10, // 16: rewardpool.v1.RewardPool.NoopStream:input_type -> rewardpool.v1.DrawRequest
-	2,  // 17: rewardpool.v1.RewardPool.GetOdds:input_type -> rewardpool.v1.GetOddsRequest
-	6,  // 18: rewardpool.v1.RewardPool.GetPlayer:input_type -> rewardpool.v1.GetPlayerRequest
-	0,  // 19: rewardpool.v1.RewardPool.GetRules:input_type -> rewardpool.v1.GetRulesRequest
-	1,  // 20: rewardpool.v1.RewardPool.SetRules:input_type -> rewardpool.v1.PoolRules
-	22, // 21: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
-	24, // 22: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
-	26, // 23: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
-	20, // 24: rewardpool.v1.Replication.Ack:input_type -> rewardpool.v1.AckRequest
-	12, // 25: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
-	12, // 26: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
-	16, // 27: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
-	14, // 28: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
-	14, // 29: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
-	14, // 30: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
-	12, // 31: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
-	12, // 32: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
-	5,  // 33: rewardpool.v1.RewardPool.GetOdds:output_type -> rewardpool.v1.Odds
-	7,  // 34: rewardpool.v1.RewardPool.GetPlayer:output_type -> rewardpool.v1.Player
-	1,  // 35: rewardpool.v1.RewardPool.GetRules:output_type -> rewardpool.v1.PoolRules
-	1,  // 36: rewardpool.v1.RewardPool.SetRules:output_type -> rewardpool.v1.PoolRules
-	23, // 37: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
-	25, // 38: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
-	27, // 39: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
-	21, // 40: rewardpool.v1.Replication.Ack:output_type -> rewardpool.v1.AckResponse
-	25, // [25:41] is the sub-list for method output_type
-	9,  // [9:25] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	13, // 7: rewardpool.v1.DrawResponse.batch:type_name -> rewardpool.v1.DrawBatch
+	14, // 8: rewardpool.v1.Pool.items:type_name -> rewardpool.v1.Item
+	15, // 9: rewardpool.v1.ListPoolsResponse.pools:type_name -> rewardpool.v1.Pool
+	10, // 10: rewardpool.v1.RewardPool.Draw:input_type -> rewardpool.v1.DrawRequest
+	10, // 11: rewardpool.v1.RewardPool.DrawStream:input_type -> rewardpool.v1.DrawRequest
+	16, // 12: rewardpool.v1.RewardPool.ListPools:input_type -> rewardpool.v1.ListPoolsRequest
+	18, // 13: rewardpool.v1.RewardPool.GetPool:input_type -> rewardpool.v1.GetPoolRequest
+	19, // 14: rewardpool.v1.RewardPool.PutItem:input_type -> rewardpool.v1.PutItemRequest
+	20, // 15: rewardpool.v1.RewardPool.DeleteItem:input_type -> rewardpool.v1.DeleteItemRequest
+	10, // 16: rewardpool.v1.RewardPool.Noop:input_type -> rewardpool.v1.DrawRequest
+	10, // 17: rewardpool.v1.RewardPool.NoopStream:input_type -> rewardpool.v1.DrawRequest
+	2,  // 18: rewardpool.v1.RewardPool.GetOdds:input_type -> rewardpool.v1.GetOddsRequest
+	6,  // 19: rewardpool.v1.RewardPool.GetPlayer:input_type -> rewardpool.v1.GetPlayerRequest
+	0,  // 20: rewardpool.v1.RewardPool.GetRules:input_type -> rewardpool.v1.GetRulesRequest
+	1,  // 21: rewardpool.v1.RewardPool.SetRules:input_type -> rewardpool.v1.PoolRules
+	23, // 22: rewardpool.v1.Replication.StreamWAL:input_type -> rewardpool.v1.StreamWALRequest
+	25, // 23: rewardpool.v1.Replication.GetSnapshot:input_type -> rewardpool.v1.GetSnapshotRequest
+	27, // 24: rewardpool.v1.Replication.Promote:input_type -> rewardpool.v1.PromoteRequest
+	21, // 25: rewardpool.v1.Replication.Ack:input_type -> rewardpool.v1.AckRequest
+	12, // 26: rewardpool.v1.RewardPool.Draw:output_type -> rewardpool.v1.DrawResponse
+	12, // 27: rewardpool.v1.RewardPool.DrawStream:output_type -> rewardpool.v1.DrawResponse
+	17, // 28: rewardpool.v1.RewardPool.ListPools:output_type -> rewardpool.v1.ListPoolsResponse
+	15, // 29: rewardpool.v1.RewardPool.GetPool:output_type -> rewardpool.v1.Pool
+	15, // 30: rewardpool.v1.RewardPool.PutItem:output_type -> rewardpool.v1.Pool
+	15, // 31: rewardpool.v1.RewardPool.DeleteItem:output_type -> rewardpool.v1.Pool
+	12, // 32: rewardpool.v1.RewardPool.Noop:output_type -> rewardpool.v1.DrawResponse
+	12, // 33: rewardpool.v1.RewardPool.NoopStream:output_type -> rewardpool.v1.DrawResponse
+	5,  // 34: rewardpool.v1.RewardPool.GetOdds:output_type -> rewardpool.v1.Odds
+	7,  // 35: rewardpool.v1.RewardPool.GetPlayer:output_type -> rewardpool.v1.Player
+	1,  // 36: rewardpool.v1.RewardPool.GetRules:output_type -> rewardpool.v1.PoolRules
+	1,  // 37: rewardpool.v1.RewardPool.SetRules:output_type -> rewardpool.v1.PoolRules
+	24, // 38: rewardpool.v1.Replication.StreamWAL:output_type -> rewardpool.v1.WALRecord
+	26, // 39: rewardpool.v1.Replication.GetSnapshot:output_type -> rewardpool.v1.SnapshotChunk
+	28, // 40: rewardpool.v1.Replication.Promote:output_type -> rewardpool.v1.PromoteResponse
+	22, // 41: rewardpool.v1.Replication.Ack:output_type -> rewardpool.v1.AckResponse
+	26, // [26:42] is the sub-list for method output_type
+	10, // [10:26] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_rewardpool_v1_rewardpool_proto_init() }
@@ -2272,15 +2408,15 @@ func file_rewardpool_v1_rewardpool_proto_init() {
 	if File_rewardpool_v1_rewardpool_proto != nil {
 		return
 	}
-	file_rewardpool_v1_rewardpool_proto_msgTypes[13].OneofWrappers = []any{}
-	file_rewardpool_v1_rewardpool_proto_msgTypes[18].OneofWrappers = []any{}
+	file_rewardpool_v1_rewardpool_proto_msgTypes[14].OneofWrappers = []any{}
+	file_rewardpool_v1_rewardpool_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rewardpool_v1_rewardpool_proto_rawDesc), len(file_rewardpool_v1_rewardpool_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
