@@ -4,7 +4,7 @@
 Starts `rewardpool serve` (durability always) with POOLS pools of ITEMS items
 each on loopback, and per round measures over HTTP, with `rewardpool bench`:
   one  = 1 pool  x CLIENTS clients
-  many = CLIENTS pools x 1 client each (CLIENTS bench processes at once)
+  many = CLIENTS pools x 1 client each (one bench spreading its workers)
 once with group_commit: node (the node journal) and once with group_commit:
 pool (each pool fsyncs its own log), alternating. It prints each round's
 draws/s and the medians of the per-round ratios many/one.
@@ -80,7 +80,7 @@ def run(mode, tmp):
                     raise SystemExit("serve exited; see " + log.name)
                 time.sleep(0.05)
         one = rate([bench(addr, "p00", CLIENTS)])
-        many = rate([bench(addr, f"p{p:02d}", 1) for p in range(CLIENTS)])
+        many = rate([bench(addr, ",".join(f"p{p:02d}" for p in range(CLIENTS)), CLIENTS)])
         return one, many
     finally:
         srv.terminate()
