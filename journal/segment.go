@@ -58,11 +58,20 @@ func (j *Journal) recover() error {
 		}
 		if i < len(idxs)-1 {
 			// A sealed segment ends in zeros: its rounds were all durable
-			// before the next segment's first round was written.
-			if !allZero(data[off:]) {
-				return fmt.Errorf("%w: segment %s offset %d: a damaged round before segment %s", ErrCorrupt, name, off, segName(idxs[i+1]))
+			// before the next segment's first round was written. Unless no
+			// later segment holds a round: those are only prepared ahead
+			// (zero-filled in the background), this one was still being
+			// written, and its bad tail is a torn round like any other.
+			if allZero(data[off:]) {
+				continue
 			}
-			continue
+			used, err := j.laterSegmentUsed(idxs[i+1:])
+			if err != nil {
+				return err
+			}
+			if used != "" {
+				return fmt.Errorf("%w: segment %s offset %d: a damaged round before segment %s", ErrCorrupt, name, off, used)
+			}
 		}
 		if later := j.laterRound(data, off); later > 0 {
 			return fmt.Errorf("%w: segment %s offset %d: a damaged round, and round %d after it at offset %d", ErrCorrupt, name, off, j.round+1, later)
@@ -81,6 +90,22 @@ func (j *Journal) recover() error {
 		}
 	}
 	return nil
+}
+
+// laterSegmentUsed returns the name of the first of idxs that holds
+// anything but zeros, "" if they are all unused.
+func (j *Journal) laterSegmentUsed(idxs []uint64) (string, error) {
+	for _, idx := range idxs {
+		name := segName(idx)
+		data, err := fsys.ReadFile(j.fs, filepath.Join(j.dir, name))
+		if err != nil {
+			return "", fmt.Errorf("journal: read %s: %w", name, err)
+		}
+		if !allZero(data) {
+			return name, nil
+		}
+	}
+	return "", nil
 }
 
 // laterRound returns the offset of a valid frame after off whose round is
