@@ -146,10 +146,15 @@ func Open(dir string, opts Options) (*Engine, error) {
 		if e.opts.JournalName == "" {
 			e.opts.JournalName = filepath.Base(filepath.Clean(dir))
 		}
+		if err := j.Claim(e.opts.JournalName); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("rewardpool: open %s: %w (set Options.JournalName)", dir, err)
+		}
 		// Batches acknowledged through the journal may be missing from the
 		// pool's own log (it is fsynced lazily): put them back first.
 		n, err := j.Redo(e.opts.JournalName, filepath.Join(dir, walDir), e.opts.walOptions())
 		if err != nil {
+			j.Release(e.opts.JournalName)
 			lock.Close()
 			return nil, fmt.Errorf("rewardpool: %w", err)
 		}
@@ -171,6 +176,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 		if e.w.wal != nil {
 			e.w.wal.Close()
 		}
+		if j := opts.Journal; j != nil {
+			j.Release(e.opts.JournalName)
+		}
 		lock.Close()
 		return nil, err
 	}
@@ -191,6 +199,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		// now the log's, and must never be replayed onto it again.
 		if err := j.Attach(e.opts.JournalName, e.w.seq, e.requestCheckpoint); err != nil {
 			e.w.wal.Close()
+			j.Release(e.opts.JournalName)
 			lock.Close()
 			return nil, fmt.Errorf("rewardpool: attach to the journal: %w", err)
 		}

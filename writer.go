@@ -734,6 +734,8 @@ func (e *Engine) shutdown() error {
 	if j := e.opts.Journal; j != nil && firstErr == nil && w.failed == nil {
 		// The log holds every batch the journal has for the pool.
 		firstErr = j.Detach(e.opts.JournalName, w.seq)
+	} else if j != nil {
+		j.Release(e.opts.JournalName) // the journal keeps its batches
 	}
 	if firstErr == nil && w.failed == nil {
 		// Everything answered is fsynced: the next start need not assume

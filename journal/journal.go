@@ -26,6 +26,9 @@ var (
 	// ErrCorrupt is damage that is not a torn last round: start-up stops
 	// rather than guess which acknowledged batches were lost.
 	ErrCorrupt = errors.New("journal: corrupt")
+	// ErrInUse is returned by Attach for a pool name another open pool
+	// holds: their batches would interleave under one name.
+	ErrInUse = errors.New("journal: pool name in use")
 )
 
 // Options configures a Journal.
@@ -66,7 +69,8 @@ type Journal struct {
 	asked    map[string]bool   // pools asked since their last checkpoint
 	segs     []*segInfo        // oldest first; the last one is active
 	redo     map[string]*redoState
-	idle     *sync.Cond // signalled when no round runs
+	claimed  map[string]bool // pool names an open pool holds (Claim)
+	idle     *sync.Cond      // signalled when no round runs
 	pool     sync.Pool
 	janitor  sync.WaitGroup
 	deleting bool
@@ -133,7 +137,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	j := &Journal{
 		dir: dir, opts: opts, fs: opts.FS, log: opts.Logger, lock: lock,
 		ckpt: map[string]uint64{}, marks: map[string]uint64{}, syncReq: map[string]func(){}, asked: map[string]bool{},
-		redo: map[string]*redoState{},
+		redo: map[string]*redoState{}, claimed: map[string]bool{},
 	}
 	j.idle = sync.NewCond(&j.mu)
 	j.pool.New = func() any { return &waiter{done: make(chan struct{}, 1)} }
@@ -177,6 +181,30 @@ func (j *Journal) Checkpoint(pool string, seq uint64) {
 	j.mu.Unlock()
 }
 
+// Claim reserves pool's name for one open pool, before its Redo: two
+// pools committing under one name would interleave their batches, which
+// the next Open refuses (or replays onto the wrong log). It fails with
+// ErrInUse while another holds it. Detach and Release give it back.
+func (j *Journal) Claim(pool string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.claimed[pool] {
+		return fmt.Errorf("%w: %q is held by another open pool", ErrInUse, pool)
+	}
+	j.claimed[pool] = true
+	return nil
+}
+
+// Release gives back a name Claim reserved without a clean Detach (an
+// Open that failed, or a pool that closed after a failure): whatever the
+// journal holds for it stays, to be replayed by a later Redo.
+func (j *Journal) Release(pool string) {
+	j.mu.Lock()
+	delete(j.claimed, pool)
+	delete(j.syncReq, pool)
+	j.mu.Unlock()
+}
+
 // Attach starts a pool's run: its log is durable through last and holds
 // everything the journal had for it (Redo ran), so the journal forgets
 // its earlier entries. It returns once that is durable. syncLog, if not
@@ -197,6 +225,7 @@ func (j *Journal) Detach(pool string, last uint64) error {
 	j.mu.Lock()
 	delete(j.syncReq, pool)
 	j.mu.Unlock()
+	defer j.Release(pool)
 	return j.mark(entryCheckpoint, pool, last)
 }
 

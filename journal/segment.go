@@ -253,7 +253,7 @@ func (j *Journal) create(name string, size int64) (fsys.File, error) {
 // same batch again), then the journal's batches are appended and fsynced.
 // It returns how many records it appended: 0 when the journal holds
 // nothing newer than the pool's checkpoint.
-func (j *Journal) Redo(pool, logDir string, opts wal.Options) (int, error) {
+func (j *Journal) Redo(pool, logDir string, opts wal.Options) (n int, err error) {
 	j.mu.Lock()
 	st := j.redo[pool]
 	delete(j.redo, pool)
@@ -261,6 +261,14 @@ func (j *Journal) Redo(pool, logDir string, opts wal.Options) (int, error) {
 	if st == nil || len(st.batches) == 0 {
 		return 0, nil
 	}
+	defer func() {
+		if err != nil {
+			// The log may now lack what was cut: a retry must redo it all.
+			j.mu.Lock()
+			j.redo[pool] = st
+			j.mu.Unlock()
+		}
+	}()
 	from := st.batches[0][0].Seq
 	if err := wal.CutAfter(logDir, from-1, opts); err != nil {
 		return 0, fmt.Errorf("journal: redo %q: cut its log after seq %d: %w", pool, from-1, err)
@@ -273,7 +281,6 @@ func (j *Journal) Redo(pool, logDir string, opts wal.Options) (int, error) {
 		l.Close()
 		return 0, fmt.Errorf("%w: pool %q: its log ends at seq %d, the journal continues at %d", ErrCorrupt, pool, last, from)
 	}
-	n := 0
 	for _, b := range st.batches {
 		if err := l.Append(b); err != nil {
 			l.Close()

@@ -1,0 +1,131 @@
+package rewardpool
+
+import (
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/rewardpool/rewardpool/internal/fsys/sim"
+	"github.com/rewardpool/rewardpool/journal"
+)
+
+// Two pools whose directories share a base name get the same default
+// JournalName. Sharing one journal, their batches would interleave under
+// one name (a batch from seq 1 after one ending at 3): after a power cut
+// the journal refuses to open, or replays one pool's draws onto the
+// other's log. The second Open must be refused instead.
+func TestTwoPoolsWithOneJournalName(t *testing.T) {
+	fs := sim.New(5)
+	jopts := journal.Options{FS: fs, Logger: quietLogger(), SegmentSize: 4096}
+	opts := func(j *journal.Journal) Options {
+		return Options{Items: []Item{{ID: "gem", Quantity: 50, Weight: WeightUnit}}, Logger: quietLogger(), Journal: j, fs: fs}
+	}
+	j, err := journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open("/node/east/x", opts(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked, err := a.Draw(ctx, DrawRequest{Count: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open("/node/west/x", opts(j))
+	if err == nil {
+		if _, err := b.Draw(ctx, DrawRequest{Count: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Draw(ctx, DrawRequest{Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+	} else if !errors.Is(err, journal.ErrInUse) {
+		t.Fatalf("second pool named %q in the journal: %v, want journal.ErrInUse", "x", err)
+	}
+	fs = fs.PowerCut()
+
+	jopts.FS = fs
+	j, err = journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatalf("journal after a power cut: %v", err)
+	}
+	defer j.Close()
+	a, err = Open("/node/east/x", opts(j))
+	if err != nil {
+		t.Fatalf("reopen the first pool: %v", err)
+	}
+	defer a.Close()
+	st, err := a.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastRequestID < acked[2].RequestID || quantities(st)["gem"] > 47 {
+		t.Fatalf("first pool after the power cut: last id %d, gem %d; want >= %d and <= 47",
+			st.LastRequestID, quantities(st)["gem"], acked[2].RequestID)
+	}
+}
+
+// An Open whose Redo fails part way (here: the pool's log refuses the
+// write that puts the journal's batches back, after Redo cut the log's
+// unacknowledged tail) must leave those batches in the journal: a retry
+// in the same process replays them. Dropping them at the first attempt
+// let the retry open a log without the acknowledged draws, and its Attach
+// then made the journal forget them for good.
+func TestRedoThatFailsIsReplayedByTheRetry(t *testing.T) {
+	fs := sim.New(7)
+	jopts := journal.Options{FS: fs, Logger: quietLogger(), SegmentSize: 4096}
+	opts := func(j *journal.Journal) Options {
+		return Options{Items: []Item{{ID: "gem", Quantity: 50, Weight: WeightUnit}}, Logger: quietLogger(), Journal: j, fs: fs}
+	}
+	j, err := journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open("/node/p", opts(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked, err := e.Draw(ctx, DrawRequest{Count: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs = fs.PowerCut()
+
+	jopts.FS = fs
+	j, err = journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if !j.Pending("p") {
+		t.Fatal("the journal holds nothing for the pool: the test needs its batches there")
+	}
+	armed := true
+	fs.SetFault(func(op sim.Op, name string) error {
+		if armed && op == sim.OpWrite && strings.HasPrefix(name, "/node/p/wal/") {
+			armed = false
+			return syscall.EIO
+		}
+		return nil
+	})
+	if e, err := Open("/node/p", opts(j)); err == nil {
+		e.Close()
+		t.Fatal("open succeeded though its redo could not write the log")
+	}
+	fs.SetFault(nil)
+	e, err = Open("/node/p", opts(j))
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	defer e.Close()
+	st, err := e.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastRequestID < acked[2].RequestID || quantities(st)["gem"] != 47 {
+		t.Fatalf("after a retried open: last id %d, gem %d; want >= %d and 47 (acknowledged draws lost)",
+			st.LastRequestID, quantities(st)["gem"], acked[2].RequestID)
+	}
+}
