@@ -79,3 +79,39 @@ func TestTornRoundWithThePreparedNextSegment(t *testing.T) {
 }
 
 var _ = errors.Is
+
+// A pool name the decoder would refuse (empty, or longer than maxName)
+// must be refused when it is written: once in a durable round, it made
+// the next Open fail with ErrCorrupt, which kept every other pool's
+// acknowledged batches from coming back.
+func TestBadPoolNameIsRefusedNotWritten(t *testing.T) {
+	for _, name := range []string{"", strings.Repeat("p", maxName+1)} {
+		t.Run(fmt.Sprint(len(name)), func(t *testing.T) {
+			dir := t.TempDir()
+			j := open(t, dir, Options{SegmentSize: 1 << 16, Logger: quiet()})
+			if err := j.Commit("a", batch(1, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := j.Claim(name); err == nil {
+				t.Error("Claim accepted the name")
+			}
+			if err := j.Commit(name, batch(1, 1)); err == nil {
+				t.Error("Commit accepted the name")
+			}
+			j.Attach(name, 0, nil)
+			j.Checkpoint(name, 1)
+			j.Commit("a", batch(3, 1))
+			j.Close() // "a" never checkpointed: its batches stay
+
+			j, err := Open(dir, Options{SegmentSize: 1 << 16, Logger: quiet()})
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			defer j.Close()
+			n, err := j.Redo("a", filepath.Join(t.TempDir(), "a"), wal.Options{})
+			if err != nil || n < 2 {
+				t.Fatalf("redo gave back %d records (err %v), want the acknowledged 2", n, err)
+			}
+		})
+	}
+}

@@ -29,6 +29,9 @@ var (
 	// ErrInUse is returned by Attach for a pool name another open pool
 	// holds: their batches would interleave under one name.
 	ErrInUse = errors.New("journal: pool name in use")
+	// ErrName is a pool name that the journal cannot store: empty, or
+	// longer than 4096 bytes.
+	ErrName = errors.New("journal: bad pool name")
 )
 
 // Options configures a Journal.
@@ -163,6 +166,9 @@ func (j *Journal) Commit(pool string, recs []wal.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if err := checkName(pool); err != nil {
+		return err
+	}
 	w := j.pool.Get().(*waiter)
 	w.buf = appendBatch(w.buf[:0], pool, recs)
 	w.pool, w.last = pool, recs[len(recs)-1].Seq
@@ -175,6 +181,9 @@ func (j *Journal) Commit(pool string, recs []wal.Record) error {
 // out with the next round; the journal then forgets the pool's batches up
 // to seq (segments holding nothing else are deleted).
 func (j *Journal) Checkpoint(pool string, seq uint64) {
+	if checkName(pool) != nil {
+		return // no batch can be stored under it either
+	}
 	j.mu.Lock()
 	j.marks[pool] = max(j.marks[pool], seq)
 	j.asked[pool] = false
@@ -186,6 +195,9 @@ func (j *Journal) Checkpoint(pool string, seq uint64) {
 // the next Open refuses (or replays onto the wrong log). It fails with
 // ErrInUse while another holds it. Detach and Release give it back.
 func (j *Journal) Claim(pool string) error {
+	if err := checkName(pool); err != nil {
+		return err
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.claimed[pool] {
@@ -235,12 +247,24 @@ func (j *Journal) Detach(pool string, last uint64) error {
 func (j *Journal) Forget(pool string) error { return j.mark(entryReset, pool, 0) }
 
 func (j *Journal) mark(typ byte, pool string, seq uint64) error {
+	if err := checkName(pool); err != nil {
+		return err
+	}
 	w := j.pool.Get().(*waiter)
 	w.buf = appendMark(w.buf[:0], typ, pool, seq)
 	w.pool, w.last = pool, 0
 	err := j.run(w)
 	j.put(w)
 	return err
+}
+
+// checkName refuses a name the decoder would refuse: written in a round,
+// it would make the next Open fail for every pool.
+func checkName(pool string) error {
+	if pool == "" || len(pool) > maxName {
+		return fmt.Errorf("%w: %d bytes (1 to %d)", ErrName, len(pool), maxName)
+	}
+	return nil
 }
 
 func (j *Journal) put(w *waiter) {
