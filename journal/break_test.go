@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,5 +114,58 @@ func TestBadPoolNameIsRefusedNotWritten(t *testing.T) {
 				t.Fatalf("redo gave back %d records (err %v), want the acknowledged 2", n, err)
 			}
 		})
+	}
+}
+
+// A pool asked to checkpoint that closes (Detach) before answering, then
+// opens again, must be asked again: the ask went to the closed run. Else
+// the journal never asks the new run and keeps every segment from then
+// on (until something else happens to checkpoint it).
+func TestReattachedPoolIsAskedAgain(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, Options{SegmentSize: 4096, Logger: quiet()})
+	defer j.Close()
+	askedOld := make(chan struct{}, 1)
+	if err := j.Attach("a", 0, func() {
+		select {
+		case askedOld <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	seq := uint64(0)
+	commit := func() {
+		t.Helper()
+		if err := j.Commit("a", batch(seq+1, 3)); err != nil {
+			t.Fatal(err)
+		}
+		seq += 3
+	}
+	for i := 0; i < 400 && len(askedOld) == 0; i++ {
+		commit()
+	}
+	if len(askedOld) == 0 {
+		t.Fatal("the pool was never asked to checkpoint")
+	}
+	// The run closes without answering (its writer was already stopping).
+	if err := j.Detach("a", seq); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	if err := j.Attach("a", seq, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		j.Checkpoint("a", seq)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		mu.Lock()
+		commit()
+		mu.Unlock()
+	}
+	if n := len(Segments(dir)); n > 8 {
+		t.Fatalf("%d segments on disk: the reopened pool was never asked to checkpoint", n)
 	}
 }

@@ -227,6 +227,7 @@ func (j *Journal) Attach(pool string, last uint64, syncLog func()) error {
 	if syncLog != nil {
 		j.syncReq[pool] = syncLog
 	}
+	j.asked[pool] = false // an ask that went to an earlier run is void
 	j.mu.Unlock()
 	return j.mark(entryReset, pool, last)
 }
