@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/internal/fsys/sim"
 	"github.com/rewardpool/rewardpool/journal"
 )
@@ -127,5 +128,61 @@ func TestRedoThatFailsIsReplayedByTheRetry(t *testing.T) {
 	if st.LastRequestID < acked[2].RequestID || quantities(st)["gem"] != 47 {
 		t.Fatalf("after a retried open: last id %d, gem %d; want >= %d and 47 (acknowledged draws lost)",
 			st.LastRequestID, quantities(st)["gem"], acked[2].RequestID)
+	}
+}
+
+// A pool directory that is gone (deleted by an operator, or a pool
+// removed and later added again under its name) while the journal still
+// holds batches for it: Redo must not lay the journal's batches, which
+// continue a history this directory no longer has, into a new log.
+func TestRedoOntoAMissingDirectory(t *testing.T) {
+	fs := sim.New(9)
+	jopts := journal.Options{FS: fs, Logger: quietLogger(), SegmentSize: 4096}
+	opts := func(j *journal.Journal) Options {
+		return Options{Items: []Item{{ID: "gem", Quantity: 50, Weight: WeightUnit}}, Logger: quietLogger(), Journal: j, fs: fs}
+	}
+	j, err := journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open("/node/p", opts(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Draw(ctx, DrawRequest{Count: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = Open("/node/p", opts(j)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Draw(ctx, DrawRequest{Count: 3}); err != nil {
+		t.Fatal(err)
+	}
+	fs = fs.PowerCut()
+	if err := fsys.RemoveAll(fs, "/node/p"); err != nil {
+		t.Fatal(err)
+	}
+
+	jopts.FS = fs
+	j, err = journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	e, err = Open("/node/p", opts(j))
+	if err != nil {
+		t.Log(err)
+		return // refused: nothing built on a partial history
+	}
+	defer e.Close()
+	st, err := e.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := quantities(st)["gem"]; g != 50 {
+		t.Fatalf("a new pool in place of the lost one has gem %d, want 50 (or a refused Open): the journal's batches were replayed onto a log that never had the history before them", g)
 	}
 }

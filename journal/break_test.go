@@ -169,3 +169,32 @@ func TestReattachedPoolIsAskedAgain(t *testing.T) {
 		t.Fatalf("%d segments on disk: the reopened pool was never asked to checkpoint", n)
 	}
 }
+
+// Rounds larger than a segment, between small ones, come back whole after
+// a power cut, in order, with the next segment prepared or not.
+func TestHugeRoundsComeBack(t *testing.T) {
+	fs := sim.New(4)
+	dir := "/node/.journal"
+	j, err := Open(dir, Options{FS: fs, SegmentSize: 4096, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	seq := uint64(1)
+	for _, n := range []int{2, 3000, 1, 5000, 7, 1} {
+		if err := j.Commit("a", batch(seq, n)); err != nil {
+			t.Fatal(err)
+		}
+		seq += uint64(n)
+	}
+	cut := fs.PowerCut()
+	j2, err := Open(dir, Options{FS: cut, SegmentSize: 4096, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	n, err := j2.Redo("a", "/node/a/wal", wal.Options{FS: cut})
+	if err != nil || uint64(n) != seq-1 {
+		t.Fatalf("redo gave back %d records (err %v), want %d", n, err, seq-1)
+	}
+}
