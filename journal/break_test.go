@@ -198,3 +198,35 @@ func TestHugeRoundsComeBack(t *testing.T) {
 		t.Fatalf("redo gave back %d records (err %v), want %d", n, err, seq-1)
 	}
 }
+
+// Forget before Redo (a pool whose directory is replaced before this run
+// opened it): the batches recovered for the old directory must not be
+// replayed onto the new one, in this run or the next.
+func TestForgetDropsBatchesNotYetRedone(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, Options{SegmentSize: 1 << 16, Logger: quiet()})
+	if err := j.Commit("a", batch(1, 5)); err != nil {
+		t.Fatal(err)
+	}
+	j.Close() // "a" never checkpointed: the batches stay
+
+	j = open(t, dir, Options{SegmentSize: 1 << 16, Logger: quiet()})
+	if !j.Pending("a") {
+		t.Fatal("nothing pending for a")
+	}
+	if err := j.Forget("a"); err != nil {
+		t.Fatal(err)
+	}
+	if j.Pending("a") {
+		t.Error("Pending after Forget")
+	}
+	if n, err := j.Redo("a", filepath.Join(t.TempDir(), "new"), wal.Options{}); err != nil || n != 0 {
+		t.Fatalf("redo onto the replaced directory appended %d records (err %v), want none", n, err)
+	}
+	j.Close()
+	j = open(t, dir, Options{SegmentSize: 1 << 16, Logger: quiet()})
+	defer j.Close()
+	if n, err := j.Redo("a", filepath.Join(t.TempDir(), "new"), wal.Options{}); err != nil || n != 0 {
+		t.Fatalf("next run: redo appended %d records (err %v), want none", n, err)
+	}
+}

@@ -390,6 +390,8 @@ func (j *Journal) applyMarks(batch []*waiter, marks []byte) {
 				j.ckpt[pool] = max(j.ckpt[pool], seq)
 			case entryReset:
 				j.ckpt[pool] = seq
+				// Batches recovered for the pool and not redone yet are
+				// for a log that is gone or already holds them.
 				delete(j.redo, pool)
 				for _, s := range j.segs {
 					delete(s.maxSeq, pool)
