@@ -230,3 +230,60 @@ func TestForgetDropsBatchesNotYetRedone(t *testing.T) {
 		t.Fatalf("next run: redo appended %d records (err %v), want none", n, err)
 	}
 }
+
+// Close while pools commit: every commit either succeeds (and comes back
+// after a power cut) or is refused with ErrClosed; Close waits for rounds
+// in flight and leaves the journal readable.
+func TestCloseWhileRoundsAreInFlight(t *testing.T) {
+	fs := sim.New(6)
+	dir := "/node/.journal"
+	j, err := Open(dir, Options{FS: fs, SegmentSize: 4096, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := []string{"a", "b", "c", "d"}
+	acked := make([]uint64, len(pools))
+	var wg sync.WaitGroup
+	errs := make(chan error, len(pools))
+	started := make(chan struct{})
+	var once sync.Once
+	for i, p := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := uint64(1); seq < 400; seq += 2 {
+				err := j.Commit(p, batch(seq, 2))
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				acked[i] = seq + 1
+				once.Do(func() { close(started) })
+			}
+		}()
+	}
+	<-started // Close once rounds are running
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	cut := fs.PowerCut()
+	j2, err := Open(dir, Options{FS: cut, SegmentSize: 4096, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	for i, p := range pools {
+		n, err := j2.Redo(p, "/node/"+p+"/wal", wal.Options{FS: cut, Logger: quiet()})
+		if err != nil || uint64(n) < acked[i] {
+			t.Fatalf("pool %s: redo gave back %d records (err %v), %d acknowledged", p, n, err, acked[i])
+		}
+	}
+}
