@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -285,5 +286,51 @@ func TestCloseWhileRoundsAreInFlight(t *testing.T) {
 		if err != nil || uint64(n) < acked[i] {
 			t.Fatalf("pool %s: redo gave back %d records (err %v), %d acknowledged", p, n, err, acked[i])
 		}
+	}
+}
+
+// A batch's own bytes (an idempotency key is client input: any valid
+// UTF-8, NUL included) can hold something that parses as a frame of a
+// later round. When the round carrying it is torn by a power cut, Open
+// takes that for "a later round follows a damaged one" and refuses to
+// start (ErrCorrupt), though no acknowledged round was damaged.
+func TestFrameInsideABatchIsNotALaterRound(t *testing.T) {
+	t.Skip("known issue: laterRound trusts any valid frame at a sector boundary inside a torn round; telling payload from a real later round needs a format change (e.g. a per-sector marker or the next round's offset in each frame)")
+	dir := t.TempDir()
+	j := open(t, dir, Options{SegmentSize: 1 << 16, Logger: quiet()})
+	if err := j.Commit("a", batch(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// A fake frame of a far later round, placed so that it starts on the
+	// second sector of the next round's frame.
+	fake := sealFrame(make([]byte, frameHeader+8), 1<<40)[:frameHeader+8]
+	recs := []wal.Record{{Seq: 3, Epoch: 1, Kind: wal.KindKey, Item: -1, Count: 1, Commit: true}}
+	head := len(appendBatch(nil, "a", recs)) + frameHeader + 8 // the key's bytes start after this
+	pad := sectorSize - head
+	recs[0].Key = strings.Repeat("k", pad) + string(fake) + strings.Repeat("k", 100)
+	if err := j.Commit("a", recs); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	seg := filepath.Join(dir, Segments(dir)[0])
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := parseFrame(data[2*sectorSize:]); !ok {
+		t.Fatal("the fake frame is not on a sector boundary: fix the test's arithmetic")
+	}
+	// The power cut kept the round's second sector but not its first.
+	clear(data[sectorSize : 2*sectorSize])
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err = Open(dir, Options{SegmentSize: 1 << 16, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("Open after a torn round: %v", err)
+	}
+	defer j.Close()
+	if n, err := j.Redo("a", filepath.Join(t.TempDir(), "a"), wal.Options{}); err != nil || n != 2 {
+		t.Fatalf("redo gave back %d records (err %v), want the acknowledged 2", n, err)
 	}
 }
