@@ -375,6 +375,11 @@ func (e *Engine) loadIdentity() (legacy bool, err error) {
 	if err == nil {
 		err = w.ident.checkJournal(e.dir, e.opts.Journal != nil)
 	}
+	if j := e.opts.Journal; err == nil && j != nil && w.ident.Journaled && !j.Knows(e.opts.JournalName) {
+		err = fmt.Errorf("%w: %s was last run with a node journal and did not close cleanly, but the journal "+
+			"holds nothing under the name %q: open it under the name it had then (JournalName; the server's "+
+			"pool name)", ErrJournalPending, e.dir, e.opts.JournalName)
+	}
 	if !errors.Is(err, errIdentityMissing) {
 		return false, err
 	}

@@ -73,6 +73,7 @@ type Journal struct {
 	segs     []*segInfo        // oldest first; the last one is active
 	redo     map[string]*redoState
 	claimed  map[string]bool // pool names an open pool holds (Claim)
+	known    map[string]bool // pools Open recovered an entry of; nil: none
 	idle     *sync.Cond      // signalled when no round runs
 	pool     sync.Pool
 	janitor  sync.WaitGroup
@@ -188,6 +189,17 @@ func (j *Journal) Checkpoint(pool string, seq uint64) {
 	j.marks[pool] = max(j.marks[pool], seq)
 	j.asked[pool] = false
 	j.mu.Unlock()
+}
+
+// Knows reports whether the journal can stand for pool's last run: Open
+// recovered an entry of the pool, or recovered no entry at all (a new
+// journal, or one closed with every pool detached, holds no batches). A
+// pool directory whose journaled run lost power and that the journal does
+// not know was renamed or moved: its last batches are under another name.
+func (j *Journal) Knows(pool string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.known == nil || j.known[pool]
 }
 
 // Claim reserves pool's name for one open pool, before its Redo: two

@@ -83,6 +83,12 @@ func (j *Journal) recover() error {
 			}
 		}
 	}
+	if len(j.redo) > 0 {
+		j.known = map[string]bool{}
+		for p := range j.redo {
+			j.known[p] = true
+		}
+	}
 	for p, st := range j.redo {
 		st.drop()
 		if len(st.batches) == 0 {
