@@ -151,8 +151,18 @@ func Open(dir string, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("rewardpool: open %s: %w (set Options.JournalName)", dir, err)
 		}
 		// Batches acknowledged through the journal may be missing from the
-		// pool's own log (it is fsynced lazily): put them back first.
-		n, err := j.Redo(e.opts.JournalName, filepath.Join(dir, walDir), e.opts.walOptions())
+		// pool's own log (it is fsynced lazily): put them back first. Only
+		// into a directory whose last run committed through the journal
+		// (IDENTITY says journaled): one that did not is not the directory
+		// that wrote them (rebuilt, restored, bootstrapped after a wipe),
+		// and its log must not be cut for them. Attach then drops them.
+		n := 0
+		id, err := loadIdentity(opts.fs, dir)
+		if err == nil && id.Journaled {
+			n, err = j.Redo(e.opts.JournalName, filepath.Join(dir, walDir), e.opts.walOptions())
+		} else if errors.Is(err, errIdentityMissing) {
+			err = nil
+		}
 		if err != nil {
 			j.Release(e.opts.JournalName)
 			lock.Close()

@@ -9,6 +9,7 @@ import (
 	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/internal/fsys/sim"
 	"github.com/rewardpool/rewardpool/journal"
+	"github.com/rewardpool/rewardpool/wal"
 )
 
 // Two pools whose directories share a base name get the same default
@@ -239,5 +240,76 @@ func TestJournaledDirectoryUnderAnotherName(t *testing.T) {
 			t.Fatalf("seed %d: opened under another name: last id %d, gem %d; want >= %d and 47 (acknowledged draws missing)",
 				seed, st.LastRequestID, quantities(st)["gem"], acked[2].RequestID)
 		}
+	}
+}
+
+// The journal holds a pool's batches from a run that lost power, and the
+// pool's directory is then replaced by one with its own history (rebuilt
+// from a replica, restored, bootstrapped again after a wipe) that never
+// ran with the journal. Redo must not cut that log and lay the old
+// batches onto it.
+func TestRedoOntoAReplacedDirectory(t *testing.T) {
+	fs := sim.New(11)
+	jopts := journal.Options{FS: fs, Logger: quietLogger(), SegmentSize: 4096}
+	items := []Item{{ID: "gem", Quantity: 50, Weight: WeightUnit}}
+	j, err := journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open("/node/p", Options{Items: items, Logger: quietLogger(), Journal: j, fs: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Draw(ctx, DrawRequest{Count: 3}); err != nil {
+		t.Fatal(err)
+	}
+	fs = fs.PowerCut()
+	// The new directory: the same pool rebuilt elsewhere, without the
+	// journal, with a history of its own.
+	if err := fsys.RemoveAll(fs, "/node/p"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open("/node/p", Options{Items: items, Logger: quietLogger(), fs: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Draw(ctx, DrawRequest{Count: 10}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := n.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	jopts.FS = fs
+	j, err = journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	e, err = Open("/node/p", Options{Items: items, Logger: quietLogger(), Journal: j, fs: fs})
+	if err != nil {
+		t.Log(err)
+		return // refused: the directory is left as it was
+	}
+	defer e.Close()
+	st, err := e.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Seq != want.Seq || st.LastRequestID != want.LastRequestID || quantities(st)["gem"] != quantities(want)["gem"] {
+		t.Fatalf("the replaced directory after Open with the journal: seq %d, last id %d, gem %d; it held seq %d, last id %d, gem %d",
+			st.Seq, st.LastRequestID, quantities(st)["gem"], want.Seq, want.LastRequestID, quantities(want)["gem"])
+	}
+	// Its log, which replicas and audits read, still holds its own history.
+	var seqs []uint64
+	if err := e.ScanLog(1, func(r *wal.Record) error { seqs = append(seqs, r.Seq); return nil }); err != nil {
+		t.Fatalf("scan the log: %v", err)
+	}
+	if len(seqs) == 0 || seqs[0] != 1 || seqs[len(seqs)-1] != want.Seq || uint64(len(seqs)) != want.Seq {
+		t.Fatalf("the replaced directory's log holds seqs %v, want 1..%d: the journal's old batches were laid onto it", seqs, want.Seq)
 	}
 }

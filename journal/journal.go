@@ -211,11 +211,22 @@ func (j *Journal) Claim(pool string) error {
 		return err
 	}
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.claimed[pool] {
+		j.mu.Unlock()
 		return fmt.Errorf("%w: %q is held by another open pool", ErrInUse, pool)
 	}
 	j.claimed[pool] = true
+	_, known := j.ckpt[pool]
+	j.mu.Unlock()
+	if !known {
+		// Record the name before the pool's directory says it runs with
+		// the journal (Knows, at the next Open, must not take the pool
+		// for a stranger). Every segment's first round carries it on.
+		if err := j.mark(entryCheckpoint, pool, 0); err != nil {
+			j.Release(pool)
+			return err
+		}
+	}
 	return nil
 }
 
@@ -427,11 +438,14 @@ func (j *Journal) writeRound(batch []*waiter, marks []byte) error {
 	}
 	f = append(f, marks...)
 	if j.off > 0 && j.off+int64(len(f))+sectorSize > j.size {
-		// Rotate. The new segment starts with every pool's checkpoint, so
-		// older segments can go without taking the checkpoints with them.
 		if err := j.rotate(); err != nil {
 			return err
 		}
+	}
+	if j.off == 0 {
+		// Every segment (the first of a run too) starts with every pool's
+		// checkpoint, so older segments can go without taking the
+		// checkpoints, or the pools' names (Knows), with them.
 		j.mu.Lock()
 		base := j.baseMarks(nil)
 		j.mu.Unlock()
