@@ -313,3 +313,64 @@ func TestRedoOntoAReplacedDirectory(t *testing.T) {
 		t.Fatalf("the replaced directory's log holds seqs %v, want 1..%d: the journal's old batches were laid onto it", seqs, want.Seq)
 	}
 }
+
+// A pool that fails in a run (its log refused a write) closes without
+// clearing its journaled mark; reopening it in the same run, with the
+// same journal, must work even when the journal recovered other pools'
+// entries and none of its own.
+func TestFailedPoolReopensWithItsJournal(t *testing.T) {
+	fs := sim.New(13)
+	jopts := journal.Options{FS: fs, Logger: quietLogger(), SegmentSize: 4096}
+	opts := func(j *journal.Journal) Options {
+		return Options{Items: []Item{{ID: "gem", Quantity: 50, Weight: WeightUnit}}, Logger: quietLogger(), Journal: j, fs: fs}
+	}
+	j, err := journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open("/node/other", opts(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Draw(ctx, DrawRequest{Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	fs = fs.PowerCut() // the journal now holds "other"
+
+	jopts.FS = fs
+	j, err = journal.Open("/node/.journal", jopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	e, err := Open("/node/p", opts(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Draw(ctx, DrawRequest{Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetFault(func(op sim.Op, name string) error {
+		if op == sim.OpWrite && strings.HasPrefix(name, "/node/p/wal/") {
+			return syscall.EIO
+		}
+		return nil
+	})
+	if _, err := e.Draw(ctx, DrawRequest{Count: 1}); err == nil {
+		t.Fatal("draw succeeded though the log refused the write")
+	}
+	e.Close()
+	fs.SetFault(nil)
+	e, err = Open("/node/p", opts(j))
+	if err != nil {
+		t.Fatalf("reopen the failed pool with its journal: %v", err)
+	}
+	defer e.Close()
+	st, err := e.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if quantities(st)["gem"] > 48 {
+		t.Fatalf("gem %d after two acknowledged draws", quantities(st)["gem"])
+	}
+}

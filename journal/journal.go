@@ -192,8 +192,9 @@ func (j *Journal) Checkpoint(pool string, seq uint64) {
 }
 
 // Knows reports whether the journal can stand for pool's last run: Open
-// recovered an entry of the pool, or recovered no entry at all (a new
-// journal, or one closed with every pool detached, holds no batches). A
+// recovered an entry of the pool, or the pool attached since, or Open
+// recovered no entry at all (a new journal, or one closed with every pool
+// detached, holds no batches). A
 // pool directory whose journaled run lost power and that the journal does
 // not know was renamed or moved: its last batches are under another name.
 func (j *Journal) Knows(pool string) bool {
@@ -251,6 +252,9 @@ func (j *Journal) Attach(pool string, last uint64, syncLog func()) error {
 		j.syncReq[pool] = syncLog
 	}
 	j.asked[pool] = false // an ask that went to an earlier run is void
+	if j.known != nil {
+		j.known[pool] = true // its run is in the journal from now on
+	}
 	j.mu.Unlock()
 	return j.mark(entryReset, pool, last)
 }
