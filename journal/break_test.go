@@ -372,3 +372,48 @@ func TestAPoolNeverReopenedDoesNotKeepEverySegment(t *testing.T) {
 		t.Fatalf("%d segments on disk: the pool that never came back keeps them all", n)
 	}
 }
+
+// Old segments are deleted oldest first; one whose removal fails must stop
+// the deletion there. Deleting the ones after it left a gap in the rounds
+// (round 40 after round 12), and the next Open refused the journal.
+func TestFailedSegmentRemovalLeavesNoGap(t *testing.T) {
+	fs := sim.New(8)
+	dir := "/node/.journal"
+	j, err := Open(dir, Options{FS: fs, SegmentSize: 4096, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	fs.SetFault(func(op sim.Op, name string) error {
+		if op == sim.OpRemove && strings.HasSuffix(name, segName(2)) {
+			return syscall.EIO
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	seq := uint64(0)
+	if err := j.Attach("a", 0, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		j.Checkpoint("a", seq)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		mu.Lock()
+		err := j.Commit("a", batch(seq+1, 3))
+		if err == nil {
+			seq += 3
+		}
+		mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := fs.PowerCut()
+	j2, err := Open(dir, Options{FS: cut, SegmentSize: 4096, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("Open after a failed segment removal: %v", err)
+	}
+	j2.Close()
+}

@@ -61,7 +61,10 @@
 // # Rules for users
 //
 // A pool directory used with a journal must be opened with the same
-// journal until it closes cleanly (Close detaches it): its last
-// acknowledged batches may be only in the journal. A journal whose every
-// pool detached deletes its segments at Close.
+// journal, under the same name, until it closes cleanly (Close detaches
+// it): its last acknowledged batches may be only in the journal. Knows
+// tells an engine whether the journal can stand for a directory's last
+// run under a name. A name is held by one open pool at a time (Claim,
+// Release). A journal whose every pool detached deletes its segments at
+// Close.
 package journal

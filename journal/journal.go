@@ -520,12 +520,21 @@ func (j *Journal) retain() {
 	j.janitor.Add(1)
 	go func() {
 		defer j.janitor.Done()
-		for _, s := range old {
+		var left []*segInfo
+		for i, s := range old {
 			if err := fsys.Remove(j.fs, filepath.Join(j.dir, s.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				// Stop here: the segments left must stay a run with no
+				// gap before the newer ones, or Open finds rounds missing.
+				// A later round tries them again.
 				j.log.Warn("journal: delete old segment", "segment", s.name, "err", err)
+				left = old[i:]
+				break
 			}
 		}
 		j.mu.Lock()
+		if len(left) > 0 {
+			j.segs = append(append([]*segInfo(nil), left...), j.segs...)
+		}
 		j.deleting = false
 		j.mu.Unlock()
 	}()
@@ -544,6 +553,10 @@ func (j *Journal) Close() error {
 	for j.leading {
 		j.idle.Wait() // rounds in flight finish; new callers are refused
 	}
+	// A deletion under way may give segments back to j.segs.
+	j.mu.Unlock()
+	j.janitor.Wait()
+	j.mu.Lock()
 	covered := j.failed == nil
 	for _, s := range j.segs {
 		for p, seq := range s.maxSeq {
@@ -554,7 +567,6 @@ func (j *Journal) Close() error {
 	}
 	segs := j.segs
 	j.mu.Unlock()
-	j.janitor.Wait()
 	var err error
 	if j.afile != nil {
 		err = j.afile.Close()
@@ -565,8 +577,10 @@ func (j *Journal) Close() error {
 	}
 	if covered {
 		for _, s := range segs {
-			if rerr := fsys.Remove(j.fs, filepath.Join(j.dir, s.name)); rerr != nil && err == nil {
-				err = fmt.Errorf("journal: delete %s: %w", s.name, rerr)
+			if rerr := fsys.Remove(j.fs, filepath.Join(j.dir, s.name)); rerr != nil {
+				// Oldest first, and no further: what is left has no gap.
+				err = errors.Join(err, fmt.Errorf("journal: delete %s: %w", s.name, rerr))
+				break
 			}
 		}
 	}
