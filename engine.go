@@ -16,6 +16,7 @@ import (
 
 	"github.com/rewardpool/rewardpool/gacha"
 	"github.com/rewardpool/rewardpool/internal/fsys"
+	"github.com/rewardpool/rewardpool/journal"
 	"github.com/rewardpool/rewardpool/pool"
 	"github.com/rewardpool/rewardpool/snapshot"
 	"github.com/rewardpool/rewardpool/wal"
@@ -148,7 +149,10 @@ func Open(dir string, opts Options) (*Engine, error) {
 		}
 		if err := j.Claim(e.opts.JournalName); err != nil {
 			lock.Close()
-			return nil, fmt.Errorf("rewardpool: open %s: %w (set Options.JournalName)", dir, err)
+			if errors.Is(err, journal.ErrInUse) {
+				return nil, fmt.Errorf("rewardpool: open %s: %w (give each pool its own Options.JournalName)", dir, err)
+			}
+			return nil, fmt.Errorf("rewardpool: open %s: %w", dir, err)
 		}
 		// Batches acknowledged through the journal may be missing from the
 		// pool's own log (it is fsynced lazily): put them back first. Only
