@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -305,8 +306,12 @@ func TestFrameInsideABatchIsNotALaterRound(t *testing.T) {
 	// second sector of the next round's frame.
 	fake := sealFrame(make([]byte, frameHeader+8), 1<<40)[:frameHeader+8]
 	recs := []wal.Record{{Seq: 3, Epoch: 1, Kind: wal.KindKey, Item: -1, Count: 1, Commit: true}}
-	head := len(appendBatch(nil, "a", recs)) + frameHeader + 8 // the key's bytes start after this
-	pad := sectorSize - head
+	pad := 300
+	for range 3 {
+		recs[0].Key = strings.Repeat("k", pad) + string(fake) + strings.Repeat("k", 100)
+		at := frameHeader + 8 + bytes.Index(appendBatch(nil, "a", recs), fake)
+		pad += sectorSize - at
+	}
 	recs[0].Key = strings.Repeat("k", pad) + string(fake) + strings.Repeat("k", 100)
 	if err := j.Commit("a", recs); err != nil {
 		t.Fatal(err)
