@@ -43,7 +43,8 @@
 // acknowledged round wrote, so a power cut can damage only the last round.
 // Segments are zero-filled ahead of use, off the commit path, so an
 // fdatasync has no extent metadata to commit. Each frame carries its round
-// number and a CRC-32C. At Open, the first frame that does not check out
+// number and a CRC-32C seeded with the journal's secret SEED, so bytes a
+// client chose (a key, a user id) can never pass for a frame. At Open, the first frame that does not check out
 // ends the data. In the last segment that is a torn round, cut with a
 // warning, unless a valid frame of a later round follows it: rounds are
 // written one after another, each only once the one before is durable, so

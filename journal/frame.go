@@ -13,7 +13,13 @@ import (
 // a 512-byte boundary, so a round never rewrites a sector that an earlier,
 // acknowledged round wrote, and a power cut can only damage the last round:
 //
-//	magic "RPJF" | body length u32 | crc32c(body) u32 | body | zero padding
+//	magic "RPJF" | body length u32 | crc32c(seed, body) u32 | body | zero padding
+//
+// The checksum starts from the journal's secret seed (file SEED, random,
+// made once): bytes a client chose (an idempotency key, a user id) can
+// hold something shaped like a frame, but never one that checks out, so a
+// torn round's payload cannot pass for a later round.
+//
 //	body: round u64 | entries
 //
 // An entry is a type byte, the pool's name, then:
@@ -217,12 +223,12 @@ func (d *decoder) str(limit int) string {
 
 // appendFrame wraps body (which starts with 8 bytes reserved for the
 // round) into a frame padded to a sector boundary.
-func sealFrame(frame []byte, round uint64) []byte {
+func sealFrame(frame []byte, round uint64, seed uint32) []byte {
 	body := frame[frameHeader:]
 	binary.LittleEndian.PutUint64(body, round)
 	copy(frame, frameMagic)
 	binary.LittleEndian.PutUint32(frame[4:], uint32(len(body)))
-	binary.LittleEndian.PutUint32(frame[8:], crc32.Checksum(body, castagnoli))
+	binary.LittleEndian.PutUint32(frame[8:], crc32.Update(seed, castagnoli, body))
 	if pad := len(frame) % sectorSize; pad != 0 {
 		frame = append(frame, make([]byte, sectorSize-pad)...)
 	}
@@ -231,7 +237,7 @@ func sealFrame(frame []byte, round uint64) []byte {
 
 // parseFrame reads the frame at the start of p (p may run past it). ok is
 // false when p holds no valid frame there: a torn or damaged one, or zeros.
-func parseFrame(p []byte) (body []byte, size int, ok bool) {
+func parseFrame(p []byte, seed uint32) (body []byte, size int, ok bool) {
 	if len(p) < frameHeader || string(p[:4]) != frameMagic {
 		return nil, 0, false
 	}
@@ -240,7 +246,7 @@ func parseFrame(p []byte) (body []byte, size int, ok bool) {
 		return nil, 0, false
 	}
 	body = p[frameHeader : frameHeader+int(n)]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(p[8:]) {
+	if crc32.Update(seed, castagnoli, body) != binary.LittleEndian.Uint32(p[8:]) {
 		return nil, 0, false
 	}
 	size = frameHeader + int(n)

@@ -85,6 +85,7 @@ type Journal struct {
 	size  int64
 	round uint64
 	frame []byte
+	seed  uint32        // the frames' checksum seed (see frame.go)
 	prep  chan prepared // the next segment, zero-filled in the background
 }
 
@@ -145,6 +146,10 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	j.idle = sync.NewCond(&j.mu)
 	j.pool.New = func() any { return &waiter{done: make(chan struct{}, 1)} }
+	if err := j.loadSeed(); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	if err := j.recover(); err != nil {
 		lock.Close()
 		return nil, err
@@ -456,7 +461,7 @@ func (j *Journal) writeRound(batch []*waiter, marks []byte) error {
 		f = append(f[:frameHeader+8], append(base, f[frameHeader+8:]...)...)
 	}
 	j.round++
-	f = sealFrame(f, j.round)
+	f = sealFrame(f, j.round, j.seed)
 	j.frame = f
 	if _, err := j.afile.WriteAt(f, j.off); err != nil {
 		return fmt.Errorf("journal: write %s at %d: %w", j.segs[len(j.segs)-1].name, j.off, err)

@@ -1,10 +1,15 @@
 package journal
 
 import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/rewardpool/rewardpool/internal/fsys"
 	"github.com/rewardpool/rewardpool/wal"
@@ -36,7 +41,7 @@ func (j *Journal) recover() error {
 		j.segs = append(j.segs, seg)
 		off := 0
 		for off < len(data) {
-			body, size, ok := parseFrame(data[off:])
+			body, size, ok := parseFrame(data[off:], j.seed)
 			if !ok {
 				break
 			}
@@ -120,7 +125,7 @@ func (j *Journal) laterSegmentUsed(idxs []uint64) (string, error) {
 // the bad one was durable once: damage, not a torn write.
 func (j *Journal) laterRound(data []byte, off int) int {
 	for o := off + sectorSize; o+frameHeader <= len(data); o += sectorSize {
-		body, _, ok := parseFrame(data[o:])
+		body, _, ok := parseFrame(data[o:], j.seed)
 		if !ok {
 			continue
 		}
@@ -310,6 +315,42 @@ func (j *Journal) Pending(pool string) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.redo[pool] != nil
+}
+
+// loadSeed reads the journal's checksum seed, making one for a journal
+// that has no segment yet.
+func (j *Journal) loadSeed() error {
+	path := filepath.Join(j.dir, "SEED")
+	data, err := fsys.ReadFile(j.fs, path)
+	if err == nil {
+		v, perr := strconv.ParseUint(strings.TrimSpace(string(data)), 16, 32)
+		if perr != nil {
+			return fmt.Errorf("%w: %s: %w", ErrCorrupt, path, perr)
+		}
+		j.seed = uint32(v)
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("journal: read %s: %w", path, err)
+	}
+	ents, err := j.fs.ReadDir(j.dir)
+	if err != nil {
+		return fmt.Errorf("journal: read %s: %w", j.dir, err)
+	}
+	for _, e := range ents {
+		if _, ok := parseSegName(e.Name()); ok {
+			return fmt.Errorf("%w: %s holds segments but no SEED: their checksums cannot be checked", ErrCorrupt, j.dir)
+		}
+	}
+	var b [4]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return fmt.Errorf("journal: seed: %w", err)
+	}
+	j.seed = binary.LittleEndian.Uint32(b[:])
+	if err := fsys.WriteFileAtomic(j.fs, path, []byte(fmt.Sprintf("%08x\n", j.seed)), 0o600); err != nil {
+		return fmt.Errorf("journal: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // Segments lists the segment files in dir (none if dir does not exist).
