@@ -85,8 +85,11 @@ type Journal struct {
 	size  int64
 	round uint64
 	frame []byte
-	seed  uint32        // the frames' checksum seed (see frame.go)
-	prep  chan prepared // the next segment, zero-filled in the background
+	seed  uint32 // the frames' checksum seed (see frame.go)
+	// activeName names the segment rounds go to (j.segs is shared with
+	// the janitor and read under j.mu).
+	activeName string
+	prep       chan prepared // the next segment, zero-filled in the background
 }
 
 type segInfo struct {
@@ -464,15 +467,15 @@ func (j *Journal) writeRound(batch []*waiter, marks []byte) error {
 	f = sealFrame(f, j.round, j.seed)
 	j.frame = f
 	if _, err := j.afile.WriteAt(f, j.off); err != nil {
-		return fmt.Errorf("journal: write %s at %d: %w", j.segs[len(j.segs)-1].name, j.off, err)
+		return fmt.Errorf("journal: write %s at %d: %w", j.activeName, j.off, err)
 	}
 	if h := j.opts.syncHook; h != nil {
 		if err := h(); err != nil {
-			return fmt.Errorf("journal: sync %s: %w", j.segs[len(j.segs)-1].name, err)
+			return fmt.Errorf("journal: sync %s: %w", j.activeName, err)
 		}
 	}
 	if err := j.afile.Datasync(); err != nil {
-		return fmt.Errorf("journal: sync %s: %w", j.segs[len(j.segs)-1].name, err)
+		return fmt.Errorf("journal: sync %s: %w", j.activeName, err)
 	}
 	j.off += int64(len(f))
 	if j.off > j.size {

@@ -214,7 +214,7 @@ func (j *Journal) rotate() error {
 	if j.afile != nil {
 		j.afile.Close()
 	}
-	j.afile, j.off, j.size = p.f, 0, p.size
+	j.afile, j.off, j.size, j.activeName = p.f, 0, p.size, p.name
 	j.mu.Lock()
 	j.segs = append(j.segs, &segInfo{idx: p.idx, name: p.name, maxSeq: map[string]uint64{}})
 	j.mu.Unlock()
