@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/rewardpool/rewardpool/gacha"
 	"github.com/rewardpool/rewardpool/pool"
@@ -64,10 +65,21 @@ func (e *Engine) adoptOptionRules() error {
 		return nil
 	}
 	var cur string
-	if err := e.onWriter(context.Background(), func() { cur = e.w.rulesJSON }); err != nil {
+	var prev *gacha.Rules
+	if err := e.onWriter(context.Background(), func() {
+		cur = e.w.rulesJSON
+		if e.w.rules != nil {
+			prev = e.w.rules.Rules()
+		}
+	}); err != nil {
 		return err
 	}
-	if r.Encode() == cur {
+	// The logged rules carry the pacing start their first logging stamped;
+	// Options' rules are the same rules when they equal them once stamped
+	// from them.
+	same := *r
+	same.Stamp(prev, e.opts.clock())
+	if same.Encode() == cur {
 		return nil
 	}
 	if err := e.SetRules(context.Background(), *r); err != nil {
@@ -128,7 +140,22 @@ func (w *writerState) undoRules() {
 }
 
 // decideRules validates and installs new rules and appends their record.
-func (w *writerState) decideRules(js string) error {
+// Rules that release stock without a window start are first stamped with
+// the time releases count from (gacha.Rules.Stamp): now, the writer's
+// clock, or the start of the rules they replace; the record holds it.
+func (w *writerState) decideRules(js string, now time.Time) error {
+	if js != "" {
+		r, err := gacha.Parse(js)
+		if err != nil {
+			return err
+		}
+		var prev *gacha.Rules
+		if w.rules != nil {
+			prev = w.rules.Rules()
+		}
+		r.Stamp(prev, now)
+		js = r.Encode()
+	}
 	u, err := w.installRules(js)
 	if err != nil {
 		return err

@@ -463,3 +463,68 @@ func TestRulesReleasePacing(t *testing.T) {
 		t.Fatalf("%d golds after three releases, want 9", got)
 	}
 }
+
+// A release without a window start counts from when the rules carrying it
+// were first logged, a time the log holds: a restart much later (replaying
+// the log, with or without a snapshot) and a change of the other rules
+// keep that start instead of taking the reopening node's clock.
+func TestRulesReleaseFromFirstLogged(t *testing.T) {
+	t0 := modelStart.Add(7*time.Minute + 123*time.Millisecond)
+	now := t0
+	dir := t.TempDir()
+	o := testOptions()
+	o.Items = []Item{{ID: "gold", Quantity: 100, Weight: WeightUnit}}
+	o.Rules = &gacha.Rules{Items: []gacha.ItemTier{{Item: "gold", Release: &gacha.Release{Every: gacha.Duration(time.Hour), Amount: 3}}}}
+	o.clock = func() time.Time { return now }
+	e, err := Open(dir, o)
+	if err != nil {
+		t.Fatalf("open a pool whose release has no window start: %v", err)
+	}
+	golds := func(e *Engine, n int) int {
+		got := 0
+		for _, r := range mustDraw(t, e, DrawRequest{Count: n}) {
+			if r.ItemID == "gold" {
+				got++
+			} else if !errors.Is(r.Err, ErrPoolEmpty) {
+				t.Fatalf("draw %+v", r)
+			}
+		}
+		return got
+	}
+	if got := golds(e, 5); got != 3 {
+		t.Fatalf("%d golds at creation, want the first release of 3", got)
+	}
+	r, err := e.Rules(ctx)
+	if err != nil || !r.PaceFrom.Equal(t0.Truncate(time.Millisecond)) {
+		t.Fatalf("rules' pacing start %v (%v), want %v", r.PaceFrom, err, t0)
+	}
+	e.Close()
+
+	// 2h30m later: two more releases since t0, so 6 drawable. A start
+	// taken from the reopening clock would give 3.
+	now = t0.Add(2*time.Hour + 30*time.Minute)
+	for _, snapshots := range []bool{true, false} {
+		if !snapshots {
+			removeSnapshots(t, dir)
+		}
+		e = mustOpen(t, dir, o)
+		if st := mustState(t, e); st.Available["gold"] != 6 {
+			t.Fatalf("snapshots %v: available %v, want 6 (released from the logged start)", snapshots, st.Available)
+		}
+		e.Close()
+	}
+	// Replacing the other rules keeps the start the log holds.
+	e = mustOpen(t, dir, o)
+	defer e.Close()
+	r2 := *o.Rules
+	r2.Window.End = t0.Add(24 * time.Hour)
+	if err := e.SetRules(ctx, r2); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustState(t, e); st.Available["gold"] != 6 {
+		t.Fatalf("after a rules change: available %v, want 6", st.Available)
+	}
+	if got := golds(e, 8); got != 6 {
+		t.Fatalf("%d golds after three releases, want 6 more", got)
+	}
+}

@@ -306,7 +306,7 @@ type adminUndo struct {
 func (e *Engine) decideAdmin(op *adminOp) error {
 	w := &e.w
 	if op.kind == wal.KindRules {
-		return w.decideRules(op.rules)
+		return w.decideRules(op.rules, e.opts.clock())
 	}
 	it := op.item
 	slot, exists := w.cat.Lookup(it.ID)

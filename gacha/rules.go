@@ -54,6 +54,11 @@ type Rules struct {
 	PerUser  PerUser    `json:"per_user,omitzero"`
 	ItemCaps []ItemCap  `json:"item_caps,omitempty"`
 	Window   Window     `json:"window,omitzero"`
+	// PaceFrom is when releases start counting for rules without a window
+	// start: the writer's clock when it first logged rules carrying a
+	// release (Stamp). It is part of the logged JSON, so replay, snapshots
+	// and replicas pace from the same instant, never from their own clock.
+	PaceFrom time.Time `json:"pace_from,omitzero"`
 }
 
 // ItemTier is an item's tier label and whether it is the featured item of
@@ -68,8 +73,9 @@ type ItemTier struct {
 }
 
 // Release makes Amount units of an item drawable at the window's start
-// and Amount more every Every after it; units not drawn carry over. The
-// item's remaining quantity still bounds what is drawable.
+// (without one: when the rules carrying the release were first logged,
+// Rules.PaceFrom) and Amount more every Every after it; units not drawn
+// carry over. The item's remaining quantity still bounds what is drawable.
 type Release struct {
 	Every  Duration `json:"every"`
 	Amount uint32   `json:"amount"`
@@ -137,6 +143,7 @@ func (r *Rules) Encode() string {
 	}
 	c := *r
 	c.Window.Start, c.Window.End = c.Window.Start.UTC(), c.Window.End.UTC()
+	c.PaceFrom = c.PaceFrom.UTC()
 	b, err := json.Marshal(&c)
 	if err != nil {
 		panic("gacha: encode rules: " + err.Error()) // plain data: cannot fail
@@ -167,6 +174,41 @@ func Parse(s string) (Rules, error) {
 func (r *Rules) Empty() bool {
 	return len(r.Items) == 0 && len(r.Pity) == 0 && r.PerUser == (PerUser{}) &&
 		len(r.ItemCaps) == 0 && r.Window.Start.IsZero() && r.Window.End.IsZero()
+}
+
+// Paced reports whether any item's stock is released over time.
+func (r *Rules) Paced() bool {
+	for _, it := range r.Items {
+		if it.Release != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// PaceStart is the instant releases count from: the window's start, else
+// PaceFrom (zero for rules without either).
+func (r *Rules) PaceStart() time.Time {
+	if !r.Window.Start.IsZero() {
+		return r.Window.Start
+	}
+	return r.PaceFrom
+}
+
+// Stamp sets PaceFrom on rules about to be logged that release stock and
+// have no window start (and no PaceFrom yet): to prev's pacing start when
+// prev (the rules they replace, nil for none) already released stock, so
+// a change of the other rules neither re-releases nor holds back units,
+// else to now, in whole milliseconds (the table's resolution).
+func (r *Rules) Stamp(prev *Rules, now time.Time) {
+	if !r.Paced() || !r.Window.Start.IsZero() || !r.PaceFrom.IsZero() {
+		return
+	}
+	if prev != nil && prev.Paced() && !prev.PaceStart().IsZero() {
+		r.PaceFrom = prev.PaceStart()
+		return
+	}
+	r.PaceFrom = time.UnixMilli(now.UnixMilli()).UTC()
 }
 
 // NeedsUser reports whether a draw needs a user id: any rule keyed by
@@ -224,9 +266,6 @@ func (r *Rules) ValidateItems(itemIDs []string, unlimited map[string]bool) error
 				bad(p+".release", "item %q is unlimited: there is no stock to release", it.Item)
 			case rel.Every < Duration(time.Second) || rel.Amount < 1:
 				bad(p+".release", "release every %s, amount %d: want every >= 1s and amount >= 1", time.Duration(rel.Every), rel.Amount)
-			}
-			if r.Window.Start.IsZero() {
-				bad(p+".release", "a release starts at the window's start: set window.start")
 			}
 		}
 		if it.Tier == "" {

@@ -35,6 +35,8 @@ type Table struct {
 
 	// The window in Unix milliseconds: [startMs, endMs).
 	startMs, endMs int64
+	// paceMs is when releases start counting (Rules.PaceStart).
+	paceMs int64
 
 	// The pacing context of the next decision (Table.At): the clock and
 	// the pool's row, which counts the units of each paced item drawn.
@@ -119,6 +121,13 @@ func New(r Rules) (*Table, error) {
 	}
 	if !r.Window.End.IsZero() {
 		t.endMs = r.Window.End.UnixMilli()
+	}
+	if len(t.paces) > 0 {
+		ps := r.PaceStart()
+		if ps.IsZero() {
+			return nil, &RuleError{Path: "items", Msg: "a release needs window.start or pace_from (the engine stamps it when it logs the rules)"}
+		}
+		t.paceMs = ps.UnixMilli()
 	}
 	for rule := -1; rule < len(t.pity); rule++ {
 		for _, forced := range []bool{false, true} {
@@ -210,14 +219,14 @@ func (t *Table) At(ms int64, pool Row) {
 func (t *Table) takenCol(k int) int { return rowHeader + len(t.pity) + len(t.capMax) + k }
 
 // released is how many units of paced item k the schedule has made
-// drawable by the clock of At: Amount at the window's start and Amount
-// more each Every.
+// drawable by the clock of At: Amount at the pacing start (Rules.PaceStart)
+// and Amount more each Every.
 func (t *Table) released(k int) uint64 {
-	if t.nowMs < t.startMs {
+	if t.nowMs < t.paceMs {
 		return 0
 	}
 	p := t.paces[k]
-	return p.amount * uint64((t.nowMs-t.startMs)/p.every+1)
+	return p.amount * uint64((t.nowMs-t.paceMs)/p.every+1)
 }
 
 // ApplyPool counts a draw of slot in the pool's row, when its item is paced.

@@ -471,11 +471,40 @@ func TestReleasePacing(t *testing.T) {
 	if n := avail(); n != 0 {
 		t.Fatalf("available before the window %d, want 0", n)
 	}
-	// Validation: a release needs a limited item and a window start.
+	// Validation: a release needs a limited item; without a window start
+	// it counts from PaceFrom, which Stamp sets when the rules are logged.
 	bad := Rules{Items: []ItemTier{{Item: "dust", Release: &Release{Every: Duration(time.Hour), Amount: 1}}}}
 	err := bad.ValidateItems([]string{"gold", "dust"}, map[string]bool{"dust": true})
-	if err == nil || !strings.Contains(err.Error(), "unlimited") || !strings.Contains(err.Error(), "window.start") {
-		t.Fatalf("release on an unlimited item without a window: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "unlimited") {
+		t.Fatalf("release on an unlimited item: %v", err)
+	}
+	noWindow := Rules{Items: []ItemTier{{Item: "gold", Release: &Release{Every: Duration(time.Hour), Amount: 2}}}}
+	if err := noWindow.ValidateItems([]string{"gold", "dust"}, map[string]bool{"dust": true}); err != nil {
+		t.Fatalf("release without a window start: %v", err)
+	}
+	if _, err := New(noWindow); err == nil {
+		t.Fatal("a release without window start or pace_from compiled: it has no instant to count from")
+	}
+	logged := start.Add(90*time.Minute + 1500*time.Microsecond)
+	noWindow.Stamp(nil, logged)
+	if want := start.Add(90*time.Minute + time.Millisecond); !noWindow.PaceFrom.Equal(want) {
+		t.Fatalf("stamped %v, want %v", noWindow.PaceFrom, want)
+	}
+	again := Rules{Items: noWindow.Items, PerUser: PerUser{MaxDraws: 5}}
+	if again.Stamp(&noWindow, logged.Add(time.Hour)); !again.PaceFrom.Equal(noWindow.PaceFrom) {
+		t.Fatalf("replacing paced rules moved the pacing start to %v, want %v", again.PaceFrom, noWindow.PaceFrom)
+	}
+	if r.Stamp(nil, logged); !r.PaceFrom.IsZero() {
+		t.Fatalf("rules with a window start stamped %v", r.PaceFrom)
+	}
+	tw := mustTable(t, c, noWindow)
+	tw.At(logged.UnixMilli(), make(Row, tw.Stride()))
+	if n, _ := tw.Available(c, 0); n != 2 {
+		t.Fatalf("available when first logged %d, want 2", n)
+	}
+	tw.At(logged.Add(-time.Second).UnixMilli(), make(Row, tw.Stride()))
+	if n, _ := tw.Available(c, 0); n != 0 {
+		t.Fatalf("available before first logged %d, want 0", n)
 	}
 	// The JSON form keeps the schedule.
 	back, err := Parse(r.Encode())

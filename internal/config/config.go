@@ -313,7 +313,8 @@ type Item struct {
 	Tier     string `yaml:"tier"`
 	Featured bool   `yaml:"featured"`
 	// Release paces a limited item's stock: Amount units drawable at the
-	// rules' window start and Amount more every Every (README "Gacha rules").
+	// rules' window start (without one: when the rules are first logged)
+	// and Amount more every Every (README "Gacha rules").
 	Release *Release `yaml:"release"`
 }
 

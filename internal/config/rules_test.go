@@ -106,7 +106,7 @@ func TestRulesErrors(t *testing.T) {
 }
 
 // An item's release parses into the rules; a release on an unlimited item
-// or without a window start is refused at its line.
+// is refused at its line.
 func TestRulesRelease(t *testing.T) {
 	y := strings.Replace(bannerYAML, "      - {id: common, quantity: -1, weight: 94.3}\n",
 		"      - {id: common, quantity: -1, weight: 94.3}\n      - {id: gold_ticket, quantity: 1000, weight: 5, release: {every: 1h, amount: 50}}\n", 1)
