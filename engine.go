@@ -300,7 +300,7 @@ func (e *Engine) recover() error {
 			if err := w.checkAnswer(k); err != nil {
 				return fmt.Errorf("%w: snapshot %s: %w", ErrRecovery, info.Name, err)
 			}
-			w.idem.insert(k.Key, k.Draws)
+			w.idem.insert(k.Key, k.Draws, nil)
 		}
 		if err := w.loadRules(st); err != nil {
 			return fmt.Errorf("%w: snapshot %s: %w", ErrRecovery, info.Name, err)
@@ -669,7 +669,7 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 		if pk.key != "" {
 			pk.draws = append(pk.draws, snapshot.Draw{RequestID: r.RequestID, Slot: slot})
 			if pk.count--; pk.count == 0 {
-				w.idem.insert(pk.key, pk.draws)
+				w.idem.insert(pk.key, pk.draws, nil)
 				// Evict as the live writer does after each batch, so a key
 				// reused after it left the window replays the same way.
 				// Records applied on a replica may still be undone, so

@@ -48,26 +48,37 @@ func answerCost(keyLen, draws int) int64 {
 
 type answer struct {
 	draws []snapshot.Draw
-	pos   uint64 // absolute position of this key in the queue
+	// pity is each draw's DrawResult.Pity as first answered, nil when no
+	// draw had one (a pool without rules never allocates it). Its texts are
+	// the rules table's own, shared: only the slice costs memory.
+	pity []string
+	pos  uint64 // absolute position of this key in the queue
 }
 
-func (m *idempotency) lookup(key string) ([]snapshot.Draw, bool) {
+// cost is the answer's estimated memory, for the byte budget.
+func (a answer) cost(key string) int64 {
+	return answerCost(len(key), len(a.draws)) + int64(len(a.pity))*int64(unsafe.Sizeof(""))
+}
+
+func (m *idempotency) lookup(key string) (draws []snapshot.Draw, pity []string, ok bool) {
 	a, ok := m.answers[key]
-	return a.draws, ok
+	return a.draws, a.pity, ok
 }
 
-// insert remembers key; the draws slice must not change afterwards.
-func (m *idempotency) insert(key string, draws []snapshot.Draw) {
+// insert remembers key; the draws and pity slices (pity nil, or one per
+// draw) must not change afterwards.
+func (m *idempotency) insert(key string, draws []snapshot.Draw, pity []string) {
 	if m.answers == nil {
 		m.answers = make(map[string]answer)
 	}
 	if old, ok := m.answers[key]; ok {
 		// Replaced (replay of a log where the key came again): its old
 		// queue entry no longer owns an answer.
-		m.bytes -= answerCost(len(key), len(old.draws))
+		m.bytes -= old.cost(key)
 	}
-	m.bytes += answerCost(len(key), len(draws))
-	m.answers[key] = answer{draws: draws, pos: m.base + uint64(len(m.order))}
+	a := answer{draws: draws, pity: pity, pos: m.base + uint64(len(m.order))}
+	m.bytes += a.cost(key)
+	m.answers[key] = a
 	m.order = append(m.order, key)
 }
 
@@ -81,7 +92,7 @@ func (m *idempotency) unInsert(key string) {
 	}
 	if a, ok := m.answers[key]; ok && a.pos == m.base+uint64(n-1) {
 		delete(m.answers, key)
-		m.bytes -= answerCost(len(key), len(a.draws))
+		m.bytes -= a.cost(key)
 	}
 	m.order[n-1] = ""
 	m.order = m.order[:n-1]
@@ -97,7 +108,7 @@ func (m *idempotency) evict(window int) {
 		k := m.order[m.head]
 		if a, ok := m.answers[k]; ok && a.pos == m.base+uint64(m.head) {
 			delete(m.answers, k)
-			m.bytes -= answerCost(len(k), len(a.draws))
+			m.bytes -= a.cost(k)
 		}
 		m.order[m.head] = ""
 		m.head++

@@ -35,7 +35,7 @@ func BenchmarkIdempotencyMemory(b *testing.B) {
 						reqID++
 						d[j] = snapshot.Draw{RequestID: reqID, Slot: int32(reqID % 1000)}
 					}
-					m.insert(fmt.Sprintf("order-%010d", i), d)
+					m.insert(fmt.Sprintf("order-%010d", i), d, nil)
 					m.evict(window)
 				}
 				runtime.GC()

@@ -528,3 +528,28 @@ func TestRulesReleaseFromFirstLogged(t *testing.T) {
 		t.Fatalf("%d golds after three releases, want 6 more", got)
 	}
 }
+
+// An idempotent retry of a draw answers what the first answer said,
+// including why pity acted: support reads the same explanation either way.
+func TestRulesReplayedPity(t *testing.T) {
+	now := modelStart.Add(time.Hour)
+	e := mustOpen(t, t.TempDir(), rulesOptions(&now))
+	defer e.Close()
+	req := DrawRequest{Count: 6, UserID: "alice", IdempotencyKey: "k1"}
+	first := mustDraw(t, e, req)
+	withPity := 0
+	for _, r := range first {
+		if r.Pity != "" {
+			withPity++
+		}
+	}
+	if withPity == 0 {
+		t.Fatalf("6 draws with sr hard pity at 3 and no pity in the answer: %+v", first)
+	}
+	again := mustDraw(t, e, req)
+	for i := range first {
+		if !again[i].Replayed || again[i].RequestID != first[i].RequestID || again[i].ItemID != first[i].ItemID || again[i].Pity != first[i].Pity {
+			t.Fatalf("draw %d answered %+v, replayed %+v", i, first[i], again[i])
+		}
+	}
+}

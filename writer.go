@@ -230,15 +230,18 @@ func (e *Engine) commit(batch []*call) {
 func (e *Engine) decideDraw(c *call) {
 	w := &e.w
 	if c.key != "" {
-		if prev, ok := w.idem.lookup(c.key); ok {
+		if prev, pity, ok := w.idem.lookup(c.key); ok {
 			if len(prev) != c.count {
 				c.err = fmt.Errorf("%w: key %q was used for %d draws, this request asks for %d; a new request needs a new key",
 					ErrIdempotencyMismatch, c.key, len(prev), c.count)
 				return
 			}
-			for _, d := range prev {
+			for i, d := range prev {
 				r := w.result(d.RequestID, d.Slot)
 				r.Replayed = true
+				if pity != nil {
+					r.Pity = pity[i]
+				}
 				c.results = append(c.results, r)
 			}
 			return
@@ -280,7 +283,18 @@ func (e *Engine) decideDraw(c *call) {
 		for i, r := range w.recs[len(w.recs)-c.count:] {
 			draws[i] = snapshot.Draw{RequestID: r.RequestID, Slot: r.Item}
 		}
-		w.idem.insert(c.key, draws)
+		// A retry answers why pity acted as the first answer did, whatever
+		// the rules say by then.
+		var pity []string
+		for i, r := range c.results[len(c.results)-c.count:] {
+			if r.Pity != "" {
+				if pity == nil {
+					pity = make([]string, c.count)
+				}
+				pity[i] = r.Pity
+			}
+		}
+		w.idem.insert(c.key, draws, pity)
 	}
 }
 
