@@ -300,10 +300,17 @@ func (e *Engine) recover() error {
 			if err := w.checkAnswer(k); err != nil {
 				return fmt.Errorf("%w: snapshot %s: %w", ErrRecovery, info.Name, err)
 			}
-			w.idem.insert(k.Key, k.Draws, nil)
 		}
 		if err := w.loadRules(st); err != nil {
 			return fmt.Errorf("%w: snapshot %s: %w", ErrRecovery, info.Name, err)
+		}
+		for _, k := range st.Keys {
+			if k.Pity != nil && w.rules != nil {
+				for i, s := range k.Pity {
+					k.Pity[i] = w.rules.Intern(s)
+				}
+			}
+			w.idem.insert(k.Key, k.Draws, k.Pity)
 		}
 		if last := w.wal.LastSeq(); last < st.Seq {
 			// The log ends before the snapshot: empty on a replica that
@@ -623,6 +630,7 @@ type pendingKey struct {
 	key   string
 	count uint32
 	draws []snapshot.Draw
+	pity  []string // each draw's pity explanation, nil while none had one
 }
 
 // replay applies one record read from the log. The log records outcomes, so
@@ -658,6 +666,15 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 			if !w.cat.Available(slot) {
 				return bad("item has no stock left")
 			}
+			if pk.key != "" {
+				// Before the draw is applied: the state it was decided in.
+				if why := w.explain(r, slot); why != "" {
+					if pk.pity == nil {
+						pk.pity = make([]string, pk.count+uint32(len(pk.draws)))
+					}
+					pk.pity[len(pk.draws)] = why
+				}
+			}
 			w.cat.Take(slot)
 			w.replayPlayer(r, slot)
 		} else if w.cat.Total() != 0 && r.User == "" && !w.paced() {
@@ -669,7 +686,7 @@ func (w *writerState) replay(r *wal.Record, pk *pendingKey) error {
 		if pk.key != "" {
 			pk.draws = append(pk.draws, snapshot.Draw{RequestID: r.RequestID, Slot: slot})
 			if pk.count--; pk.count == 0 {
-				w.idem.insert(pk.key, pk.draws, nil)
+				w.idem.insert(pk.key, pk.draws, pk.pity)
 				// Evict as the live writer does after each batch, so a key
 				// reused after it left the window replays the same way.
 				// Records applied on a replica may still be undone, so

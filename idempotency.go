@@ -133,7 +133,7 @@ func (m *idempotency) capture() []snapshot.Key {
 	for i := m.head; i < len(m.order); i++ {
 		k := m.order[i]
 		if a, ok := m.answers[k]; ok && a.pos == m.base+uint64(i) {
-			keys = append(keys, snapshot.Key{Key: k, Draws: a.draws})
+			keys = append(keys, snapshot.Key{Key: k, Draws: a.draws, Pity: a.pity})
 		}
 	}
 	return keys

@@ -287,6 +287,23 @@ func (w *writerState) replayRules(r *wal.Record) error {
 	return nil
 }
 
+// explain is the pity explanation the answer to the logged draw r of slot
+// gave ("" none), computed from the state before the draw is applied, as
+// the writer decided it. Only a player's draw can have one: pity rules
+// need a user id.
+func (w *writerState) explain(r *wal.Record, slot int32) string {
+	if w.rules == nil || r.User == "" || slot < 0 {
+		return ""
+	}
+	row, _ := w.players.Lookup(r.User)
+	w.atNow(r.Time)
+	p := w.rules.Explain(ruleCat{w.cat}, row, slot)
+	if p.Rule >= 0 || p.Guaranteed || p.Fallback {
+		return p.Reason(w.rules)
+	}
+	return ""
+}
+
 // replayPlayer applies a logged draw of slot to its player.
 func (w *writerState) replayPlayer(r *wal.Record, slot int32) {
 	if w.rules == nil || slot < 0 {

@@ -533,8 +533,10 @@ func TestRulesReleaseFromFirstLogged(t *testing.T) {
 // including why pity acted: support reads the same explanation either way.
 func TestRulesReplayedPity(t *testing.T) {
 	now := modelStart.Add(time.Hour)
-	e := mustOpen(t, t.TempDir(), rulesOptions(&now))
-	defer e.Close()
+	dir := t.TempDir()
+	o := rulesOptions(&now)
+	e := mustOpen(t, dir, o)
+	defer func() { e.Close() }()
 	req := DrawRequest{Count: 6, UserID: "alice", IdempotencyKey: "k1"}
 	first := mustDraw(t, e, req)
 	withPity := 0
@@ -546,10 +548,23 @@ func TestRulesReplayedPity(t *testing.T) {
 	if withPity == 0 {
 		t.Fatalf("6 draws with sr hard pity at 3 and no pity in the answer: %+v", first)
 	}
-	again := mustDraw(t, e, req)
-	for i := range first {
-		if !again[i].Replayed || again[i].RequestID != first[i].RequestID || again[i].ItemID != first[i].ItemID || again[i].Pity != first[i].Pity {
-			t.Fatalf("draw %d answered %+v, replayed %+v", i, first[i], again[i])
+	check := func(when string) {
+		t.Helper()
+		again := mustDraw(t, e, req)
+		for i := range first {
+			if !again[i].Replayed || again[i].RequestID != first[i].RequestID || again[i].ItemID != first[i].ItemID || again[i].Pity != first[i].Pity {
+				t.Fatalf("%s: draw %d answered %+v, replayed %+v", when, i, first[i], again[i])
+			}
 		}
 	}
+	check("same run")
+	// Across a restart: the answer comes from the snapshot Close writes,
+	// then, without snapshots, from replaying the log.
+	e.Close()
+	e = mustOpen(t, dir, o)
+	check("after a restart from a snapshot")
+	e.Close()
+	removeSnapshots(t, dir)
+	e = mustOpen(t, dir, o)
+	check("after a restart replaying the log")
 }

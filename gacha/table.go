@@ -440,6 +440,41 @@ func (t *Table) Draw(cat Catalog, row Row, rng Rand) Pull {
 	return res
 }
 
+// Intern returns the table's own copy of a Reason text equal to s (s
+// itself when there is none), so texts read back from a snapshot share
+// memory with the ones draws answer.
+func (t *Table) Intern(s string) string {
+	for _, r := range t.reasons {
+		if r == s {
+			return r
+		}
+	}
+	return s
+}
+
+// Explain returns the Pull that Draw gave when it drew slot for the player
+// whose row is row (nil: never drew), with the catalog, the pacing context
+// and row as they were before that draw was applied: what replay needs to
+// answer a retried draw with the same Reason. It decides with the code
+// Draw samples, without a random number.
+func (t *Table) Explain(cat Catalog, row Row, slot int32) Pull {
+	if row == nil {
+		row = t.zero
+	}
+	pl := t.decide(cat, row)
+	res := Pull{Slot: slot, Rule: -1, Fallback: pl.fallback}
+	if pl.total == 0 || slot < 0 || int(slot) >= len(t.slots) {
+		return res
+	}
+	if pl.rule >= 0 {
+		res.Rule, res.Forced = pl.rule, pl.forced
+	}
+	ti := t.slots[slot].tier
+	res.Guaranteed = pl.restrict&(1<<ti) != 0
+	res.Tier = t.tiers[ti]
+	return res
+}
+
 // pickIndex returns the index whose cumulative weight covers r, skipping
 // index skip.
 func pickIndex(ws []uint64, r uint64, skip int) int {

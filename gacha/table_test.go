@@ -515,3 +515,39 @@ func TestReleasePacing(t *testing.T) {
 
 // WeightGold is a weight that makes gold the likely draw.
 const WeightGold = 1_000_000
+
+// Explain gives, for the slot a draw drew and the state before it, the
+// Pull Draw returned: replay answers a retried draw's pity with it. Over
+// many pulls of the banner (soft and hard pity, the featured guarantee)
+// and with the ssr tier emptied midway (fallbacks), every Pull matches.
+func TestExplainMatchesDraw(t *testing.T) {
+	c, r := banner()
+	c.qty[0], c.qty[1] = 40, 40 // limited ssr: runs out midway
+	tb := mustTable(t, c, r)
+	rng := newRng(11)
+	row := make(Row, tb.Stride())
+	seen := map[string]int{}
+	for i := range 20_000 {
+		p := tb.Draw(c, row, rng)
+		if p.Slot < 0 {
+			t.Fatalf("pull %d drew nothing", i)
+		}
+		if e := tb.Explain(c, row, p.Slot); e != p {
+			t.Fatalf("pull %d: Draw gave %+v, Explain %+v", i, p, e)
+		}
+		seen[p.Reason(tb)]++
+		c.take(p.Slot)
+		tb.Apply(c, row, p.Slot, 0)
+	}
+	for _, want := range []string{"", "ssr soft pity", "sr hard pity", "featured guarantee", "pity tier unavailable: normal draw"} {
+		found := false
+		for got := range seen {
+			if strings.Contains(got, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no pull explained %q: %v", want, seen)
+		}
+	}
+}

@@ -15,6 +15,10 @@
 //	                                    len, the rules' JSON;
 //	                                    column count C, per column: len, name bytes;
 //	                                    player count, per player: len, id bytes, C values
+//	optional pity section (only when a key's answer said why pity acted;
+//	the rules section, maybe empty, is then always written before it):
+//	                                    uvarint count, per key with pity: uvarint
+//	                                    index into the keys, per draw: len, text
 //	4 bytes CRC32C (Castagnoli) of everything before it
 //
 // Crash safety: a snapshot is written to a temporary file, fsynced, closed,
@@ -136,6 +140,9 @@ func (st *State) slot(i int) (id string, quantity int64, weight uint64, removed 
 type Key struct {
 	Key   string
 	Draws []Draw
+	// Pity is each draw's pity explanation as first answered (one per
+	// draw), nil when none had one.
+	Pity []string
 }
 
 // Draw is one answered draw: Slot is -1 when the pool was empty.
@@ -218,7 +225,13 @@ func encode(dst []byte, st *State, flush func([]byte) []byte) []byte {
 		}
 		more()
 	}
-	if p := st.Players; p != nil || st.Rules != "" {
+	withPity := 0
+	for _, k := range st.Keys {
+		if k.Pity != nil {
+			withPity++
+		}
+	}
+	if p := st.Players; p != nil || st.Rules != "" || withPity > 0 {
 		if p == nil {
 			p = &Players{}
 		}
@@ -235,6 +248,24 @@ func encode(dst []byte, st *State, flush func([]byte) []byte) []byte {
 			dst = append(dst, id...)
 			for _, v := range p.row(i) {
 				dst = binary.AppendUvarint(dst, uint64(v))
+			}
+			more()
+		}
+	}
+	if withPity > 0 {
+		dst = binary.AppendUvarint(dst, uint64(withPity))
+		for i, k := range st.Keys {
+			if k.Pity == nil {
+				continue
+			}
+			dst = binary.AppendUvarint(dst, uint64(i))
+			for j := range k.Draws {
+				s := ""
+				if j < len(k.Pity) {
+					s = k.Pity[j]
+				}
+				dst = binary.AppendUvarint(dst, uint64(len(s)))
+				dst = append(dst, s...)
 			}
 			more()
 		}
@@ -308,6 +339,23 @@ func Decode(b []byte) (*State, error) {
 			}
 		}
 		st.Players = p
+	}
+	if len(d.b) > 0 && d.err == nil {
+		n := d.count(1 + 1)
+		last := -1
+		for range n {
+			i := d.uvarint()
+			if d.err != nil || i >= uint64(len(st.Keys)) || int(i) <= last {
+				d.fail("pity key index")
+				break
+			}
+			last = int(i)
+			k := &st.Keys[i]
+			k.Pity = make([]string, len(k.Draws))
+			for j := range k.Pity {
+				k.Pity[j] = d.str()
+			}
+		}
 	}
 	if d.err != nil {
 		return nil, d.err

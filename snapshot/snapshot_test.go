@@ -52,6 +52,26 @@ func TestPlayersRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, st) {
 		t.Fatalf("round trip:\ngot  %+v\nwant %+v", got.Players, st.Players)
 	}
+	// Answers that said why pity acted keep it, one text per draw; a key
+	// whose answer had none stays nil. Without rules (removed since) the
+	// pity section still round-trips behind an empty rules section.
+	st.Keys[1].Pity = []string{"ssr hard pity"}
+	st.Keys = append(st.Keys, Key{Key: "order-3", Draws: []Draw{{RequestID: 8, Slot: 0}, {RequestID: 9, Slot: 1}}, Pity: []string{"", "sr soft pity, featured guarantee"}})
+	for _, rules := range []bool{true, false} {
+		c := *st
+		if !rules {
+			c.Rules, c.Players = "", nil
+		}
+		got, err := Decode(Encode(nil, &c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Keys, c.Keys) || got.Keys[0].Pity != nil {
+			t.Fatalf("rules %v: keys round trip:\ngot  %+v\nwant %+v", rules, got.Keys, c.Keys)
+		}
+	}
+	st.Keys = st.Keys[:2]
+	st.Keys[1].Pity = nil
 	// A snapshot without players decodes without them (and older
 	// snapshots, which never had the section, still load).
 	st.Players, st.Rules = nil, ""
