@@ -137,8 +137,12 @@ type Options struct {
 	// GatherWait is how long, at most, a batch under DurabilityAlways waits
 	// for the callers the last commit answered to send again, so that one
 	// fsync covers them all instead of every other one (see gather in
-	// writer.go). 0 (default): half the recent commit time, at most 2 ms,
-	// spent yielding, not sleeping. Negative: never wait.
+	// writer.go). The wait yields rather than sleeps. 0 (default): no wait.
+	// Negative: half the recent commit time, at most 2 ms. In-process
+	// callers gain most (16 callers: the draw's p50 from 2.3 to 1.3 fsyncs,
+	// BenchmarkDrawLatencyInFsyncs); behind the network on 2 cores the
+	// yielding costs the transport more CPU than it saves (BENCHMARKS.md),
+	// hence off by default.
 	GatherWait time.Duration
 
 	// MaxBatch bounds the requests the writer takes into one group commit.

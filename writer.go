@@ -50,7 +50,7 @@ func (e *Engine) run() {
 					break drain
 				}
 			}
-			if len(w.batch) < w.active && draws < maxBatchDraws && e.opts.Durability == DurabilityAlways && e.opts.GatherWait >= 0 {
+			if len(w.batch) < w.active && draws < maxBatchDraws && e.opts.Durability == DurabilityAlways && e.opts.GatherWait != 0 {
 				draws = e.gather(draws)
 			}
 			start := time.Now()
@@ -78,9 +78,9 @@ func (e *Engine) run() {
 // then shrinks to who came).
 func (e *Engine) gather(draws int) int {
 	w := &e.w
-	wait := min(w.commitEWMA/2, maxGather)
-	if e.opts.GatherWait > 0 {
-		wait = e.opts.GatherWait
+	wait := e.opts.GatherWait
+	if wait < 0 {
+		wait = min(w.commitEWMA/2, maxGather)
 	}
 	if wait <= 0 {
 		return draws
