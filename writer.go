@@ -53,11 +53,16 @@ func (e *Engine) run() {
 			if len(w.batch) < w.active && draws < maxBatchDraws && e.opts.Durability == DurabilityAlways && e.opts.GatherWait != 0 {
 				draws = e.gather(draws)
 			}
-			start := time.Now()
+			var start time.Time
+			if e.opts.GatherWait < 0 {
+				start = time.Now() // the adaptive wait follows the commit time
+			}
 			e.commit(w.batch)
 			w.lastBatch = len(w.batch)
 			w.active = len(w.batch) + len(e.mailbox)
-			w.commitEWMA += (time.Since(start) - w.commitEWMA) / 8
+			if e.opts.GatherWait < 0 {
+				w.commitEWMA += (time.Since(start) - w.commitEWMA) / 8
+			}
 			clear(w.batch)
 		case <-w.syncTimer.C:
 			w.timerOn = false

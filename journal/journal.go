@@ -444,7 +444,7 @@ func (j *Journal) applyMarks(batch []*waiter, marks []byte) {
 
 // writeRound writes one frame holding the batches and marks, and fsyncs.
 func (j *Journal) writeRound(batch []*waiter, marks []byte) error {
-	f := append(j.frame[:0], make([]byte, frameHeader+8)...)
+	f := append(j.frame[:0], frameStart[:]...)
 	for _, w := range batch {
 		f = append(f, w.buf...)
 	}
@@ -483,6 +483,9 @@ func (j *Journal) writeRound(batch []*waiter, marks []byte) error {
 	}
 	return nil
 }
+
+// frameStart is a frame's header and round, filled in by sealFrame.
+var frameStart [frameHeader + 8]byte
 
 // baseMarks appends a checkpoint entry for every pool the journal knows.
 func (j *Journal) baseMarks(dst []byte) []byte {
